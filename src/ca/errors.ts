@@ -1,0 +1,122 @@
+// One error class per refusal kind. Each carries a stable `code` (DESIGN.md
+// "Day-2 operations") that the CLI maps to an exit status and that travels back
+// to a refused node; the message tells the operator what to do next.
+
+export type CaErrorCode =
+  | "NODE_REMOVED"
+  | "WRONG_CLUSTER"
+  | "WRONG_ROLE"
+  | "CERT_EXPIRED"
+  | "CERT_INVALID"
+  | "CERT_MISSING"
+  | "UNTRUSTED_ROOT"
+  | "TOKEN_INVALID"
+  | "TOKEN_ROTATED"
+  | "ROOT_DIGEST_MISMATCH"
+  | "CSR_INVALID"
+  | "CREDENTIALS_REJECTED";
+
+export abstract class CaError extends Error {
+  abstract readonly code: CaErrorCode;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class NodeRemovedError extends CaError {
+  readonly code = "NODE_REMOVED";
+  constructor(nodeId: string) {
+    super(
+      `node ${nodeId} was removed from the cluster: join again with a fresh join token and a new state dir`,
+    );
+  }
+}
+
+export class WrongClusterError extends CaError {
+  readonly code = "WRONG_CLUSTER";
+  constructor(expected: string, actual: string) {
+    super(
+      `certificate belongs to cluster "${actual}", expected "${expected}": check the address points at this cluster's managers`,
+    );
+  }
+}
+
+export class WrongRoleError extends CaError {
+  readonly code = "WRONG_ROLE";
+  constructor(allowed: readonly string[], actual: string) {
+    super(
+      `role "${actual}" may not do this (allowed: ${allowed.join(", ") || "none"}): promote the node first`,
+    );
+  }
+}
+
+export class CertExpiredError extends CaError {
+  readonly code = "CERT_EXPIRED";
+  constructor(subject: string, notBefore: Date, notAfter: Date, now: Date) {
+    super(
+      `certificate ${subject} is valid ${notBefore.toISOString()} to ${notAfter.toISOString()}, now is ${now.toISOString()}: renew it (within the grace window) or check the clock`,
+    );
+  }
+}
+
+export class CertInvalidError extends CaError {
+  readonly code = "CERT_INVALID";
+  constructor(what: string, options?: { cause?: unknown }) {
+    super(`certificate is not a valid node certificate: ${what}`, options);
+  }
+}
+
+export class CertMissingError extends CaError {
+  readonly code = "CERT_MISSING";
+  constructor() {
+    super("no trusted client certificate was presented: join the cluster with a join token first");
+  }
+}
+
+export class UntrustedRootError extends CaError {
+  readonly code = "UNTRUSTED_ROOT";
+  constructor(what: string) {
+    super(`certificate does not chain to a trusted root (${what}): renew against the cluster's current root`);
+  }
+}
+
+export class TokenInvalidError extends CaError {
+  readonly code = "TOKEN_INVALID";
+  constructor(what: string) {
+    super(`join token is invalid: ${what}; get the current one with "nodectl join-token worker|manager"`);
+  }
+}
+
+export class TokenRotatedError extends CaError {
+  readonly code = "TOKEN_ROTATED";
+  constructor() {
+    super(
+      `join token was rotated and no longer admits new nodes; get the current one with "nodectl join-token"`,
+    );
+  }
+}
+
+export class RootDigestMismatchError extends CaError {
+  readonly code = "ROOT_DIGEST_MISMATCH";
+  constructor(expected: string, actual: string) {
+    super(
+      `the manager's root certificate digest ${actual} does not match the join token's ${expected}: you may be talking to the wrong cluster or an impostor; refusing to join`,
+    );
+  }
+}
+
+export class CsrInvalidError extends CaError {
+  readonly code = "CSR_INVALID";
+  constructor(what: string, options?: { cause?: unknown }) {
+    super(`certificate signing request rejected: ${what}; create a new ECDSA P-256 key and CSR`, options);
+  }
+}
+
+export class CredentialsRejectedError extends CaError {
+  readonly code = "CREDENTIALS_REJECTED";
+  constructor(what: string, options?: { cause?: unknown }) {
+    super(`TLS credentials not applied, the previous ones stay in use: ${what}`, options);
+  }
+}

@@ -1,0 +1,31 @@
+// src/ca — the cluster's certificate authority and the TLS credentials built on it.
+//
+// RootCA owns a root signing key (ECDSA P-256) and issues node certificates from
+// checked CSRs under the profile in DESIGN.md ("Certificates"), and cross-signs a
+// successor root for hitless root rotation. The node side makes its own key and
+// CSR; the key never leaves the node. Join tokens (SWMTKN-1-<digest>-<secret>)
+// bind a joining node to the root it fetched and admit it with a role. Key and
+// certificate files are replaced atomically. `tls/` turns a node's key, chain and
+// trust bundle into grpc-js credentials that rotate without dropping connections,
+// and authorizes every RPC in one server interceptor.
+//
+// Every refusal is a CaError with a stable `code`. This folder imports nothing
+// from src/raft, src/fsm or anything above it.
+export { writeCertificateFile, writeFileAtomic, writePrivateKeyFile } from "./atomic-file.js";
+export { trustBundleFromPem, type VerifiedChain, verifyChain } from "./chain.js";
+export { type CheckedCsr, checkNodeCsr, createNodeCsr, type NodeKeyAndCsr } from "./csr.js";
+export * from "./errors.js";
+export {
+  checkRootDigest,
+  formatJoinToken,
+  generateJoinSecret,
+  type JoinSecrets,
+  type JoinToken,
+  parseJoinToken,
+  roleForJoinToken,
+  rootCertificateDigest,
+} from "./join-token.js";
+export { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
+export { type NodeIdentity, parseNodeCertificate } from "./node-identity.js";
+export * from "./profile.js";
+export { type IssuedNodeCertificate, type IssueNodeCertificateRequest, RootCA } from "./root-ca.js";

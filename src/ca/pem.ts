@@ -1,0 +1,31 @@
+// PEM <-> DER for certificate bundles, with size limits so untrusted input
+// (pushed bundles, peer chains) cannot make us parse megabytes.
+import { X509Certificate } from "node:crypto";
+import { CertInvalidError } from "./errors.js";
+import { MAX_CERT_BYTES, MAX_CHAIN_CERTS } from "./profile.js";
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g;
+
+export function certificatesFromPem(pem: string, maxCerts = MAX_CHAIN_CERTS): X509Certificate[] {
+  if (pem.length > maxCerts * MAX_CERT_BYTES * 2) {
+    throw new CertInvalidError(`PEM input of ${pem.length} characters exceeds the limit`);
+  }
+  const certs: X509Certificate[] = [];
+  for (const match of pem.matchAll(PEM_BLOCK)) {
+    if (certs.length >= maxCerts)
+      throw new CertInvalidError(`more than ${maxCerts} certificates in one bundle`);
+    const der = Buffer.from(match[1] ?? "", "base64");
+    if (der.length > MAX_CERT_BYTES) throw new CertInvalidError(`a certificate of ${der.length} bytes`);
+    try {
+      certs.push(new X509Certificate(der));
+    } catch (cause) {
+      throw new CertInvalidError("a PEM block does not hold a parseable X.509 certificate", { cause });
+    }
+  }
+  if (certs.length === 0) throw new CertInvalidError("no PEM certificate found");
+  return certs;
+}
+
+export function pemOf(certs: readonly X509Certificate[]): string {
+  return certs.map((c) => (c.toString().endsWith("\n") ? c.toString() : `${c.toString()}\n`)).join("");
+}

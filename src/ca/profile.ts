@@ -1,0 +1,31 @@
+// The certificate profile from DESIGN.md ("Certificates") as named constants, so
+// issuance, parsing and authorization agree on one definition.
+
+export const NODE_ROLES = ["manager", "worker"] as const;
+export type NodeRole = (typeof NODE_ROLES)[number];
+
+export function isNodeRole(value: string): value is NodeRole {
+  return (NODE_ROLES as readonly string[]).includes(value);
+}
+
+export const DEFAULT_NODE_CERT_LIFETIME_MS = 24 * 60 * 60 * 1000;
+/** Shorter lifetimes would make nodes renew faster than a rotation can propagate. */
+export const MIN_NODE_CERT_LIFETIME_MS = 60 * 1000;
+/** Peers whose clocks run a little behind must still accept a fresh certificate. */
+export const NOT_BEFORE_BACKDATE_MS = 5 * 60 * 1000;
+export const ROOT_CA_LIFETIME_MS = 20 * 365.25 * 24 * 60 * 60 * 1000;
+
+/** A P-256 CSR is ~250 bytes; anything far larger is not ours and is refused before parsing. */
+export const MAX_CSR_BYTES = 4096;
+/** Bounds certificate parsing of untrusted input (peer chains, pushed bundles). */
+export const MAX_CERT_BYTES = 16 * 1024;
+export const MAX_CHAIN_CERTS = 4;
+
+export const OID = {
+  organization: "2.5.4.10",
+  organizationalUnit: "2.5.4.11",
+  commonName: "2.5.4.3",
+  ecPublicKey: "1.2.840.10045.2.1",
+  prime256v1: "1.2.840.10045.3.1.7",
+  ecdsaWithSha256: "1.2.840.10045.4.3.2",
+} as const;

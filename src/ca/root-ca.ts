@@ -1,0 +1,255 @@
+// RootCA owns a root signing key and exposes the operations the cluster needs:
+// issue a node certificate from a checked CSR and cross-sign a successor root.
+// Callers handle PEM strings and typed results; they never touch DER.
+import { createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  BasicConstraints,
+  Certificate,
+  ExtendedKeyUsage,
+  type Extension,
+  Extensions,
+  GeneralName,
+  id_ce_authorityKeyIdentifier,
+  id_ce_basicConstraints,
+  id_ce_extKeyUsage,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_ce_subjectKeyIdentifier,
+  id_kp_clientAuth,
+  id_kp_serverAuth,
+  KeyUsage,
+  KeyUsageFlags,
+  type Name,
+  SubjectAlternativeName,
+  SubjectKeyIdentifier,
+  TBSCertificate,
+  Validity,
+  Version,
+} from "@peculiar/asn1-x509";
+import type { CheckedCsr } from "./csr.js";
+import { CertInvalidError } from "./errors.js";
+import { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
+import { certificatesFromPem } from "./pem.js";
+import {
+  DEFAULT_NODE_CERT_LIFETIME_MS,
+  MIN_NODE_CERT_LIFETIME_MS,
+  NOT_BEFORE_BACKDATE_MS,
+  type NodeRole,
+  ROOT_CA_LIFETIME_MS,
+} from "./profile.js";
+import {
+  authorityKeyIdentifier,
+  buildName,
+  ecdsaWithSha256,
+  extension,
+  hex,
+  keyIdentifierOf,
+  randomSerialNumber,
+  signCertificate,
+  spkiOf,
+  toPem,
+} from "./x509-build.js";
+
+export interface IssuedNodeCertificate {
+  /** The leaf alone. */
+  certificatePem: string;
+  /** The leaf followed by the intermediates peers need (the cross-signed root during a rotation). */
+  chainPem: string;
+  serialNumber: string;
+  notBefore: Date;
+  notAfter: Date;
+  issuerKeyId: string;
+}
+
+export interface IssueNodeCertificateRequest {
+  csr: CheckedCsr;
+  role: NodeRole;
+  nodeId: string;
+  lifetimeMs?: number;
+  now?: Date;
+}
+
+export class RootCA {
+  readonly certificatePem: string;
+  readonly certificate: X509Certificate;
+  /** Hex SHA-1 key identifier: what node certificates name as their issuer. */
+  readonly keyId: string;
+  private readonly parsed: Certificate;
+  private readonly keyIdBytes: ArrayBuffer;
+  // Extensions shared by every node certificate, built once: issuance is the hot path.
+  private readonly leafConstantExtensions: Extension[];
+
+  private constructor(
+    readonly clusterId: string,
+    private readonly signingKey: KeyObject,
+    certificateDer: Buffer,
+    readonly intermediatesPem: string,
+  ) {
+    this.certificate = new X509Certificate(certificateDer);
+    this.certificatePem = toPem("CERTIFICATE", certificateDer);
+    this.parsed = AsnConvert.parse(certificateDer, Certificate);
+    this.keyIdBytes = keyIdentifierOf(this.parsed.tbsCertificate.subjectPublicKeyInfo);
+    this.keyId = hex(this.keyIdBytes);
+    this.leafConstantExtensions = [
+      extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
+      extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature)),
+      extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth, id_kp_clientAuth])),
+      extension(id_ce_authorityKeyIdentifier, false, authorityKeyIdentifier(this.keyIdBytes)),
+    ];
+  }
+
+  /** A new self-signed root with a fresh P-256 key. */
+  static create(options: { clusterId: string; now?: Date; lifetimeMs?: number }): RootCA {
+    const key = generateP256Key();
+    const now = options.now ?? new Date();
+    const spki = spkiOf(createPublicKey(key));
+    const keyId = keyIdentifierOf(spki);
+    const subject = buildName({
+      organization: options.clusterId,
+      // Distinct per key so a new root and its cross-signed twin never collide with the old root by name.
+      commonName: `nodectl-root-ca-${hex(keyId).slice(0, 16)}`,
+    });
+    const tbs = caTbs({
+      subject,
+      issuer: subject,
+      spki,
+      subjectKeyId: keyId,
+      issuerKeyId: keyId,
+      notBefore: new Date(now.getTime() - NOT_BEFORE_BACKDATE_MS),
+      notAfter: new Date(now.getTime() + (options.lifetimeMs ?? ROOT_CA_LIFETIME_MS)),
+    });
+    return new RootCA(options.clusterId, key, signCertificate(tbs, key), "");
+  }
+
+  /** Loads a root from storage; refuses a key that does not match the certificate or a non-CA certificate. */
+  static fromPem(options: {
+    clusterId: string;
+    certificatePem: string;
+    privateKeyPem: string;
+    intermediatesPem?: string;
+  }): RootCA {
+    const [cert] = certificatesFromPem(options.certificatePem, 1);
+    const key = privateKeyFromPem(options.privateKeyPem);
+    if (!cert?.ca) throw new CertInvalidError("root certificate is not a CA certificate");
+    if (!cert.checkPrivateKey(key))
+      throw new CertInvalidError("root key does not match the root certificate");
+    if (options.intermediatesPem) certificatesFromPem(options.intermediatesPem);
+    return new RootCA(options.clusterId, key, cert.raw, options.intermediatesPem ?? "");
+  }
+
+  /** The same root, serving the given intermediates (the cross-signed root) with each issued certificate. */
+  withIntermediates(intermediatesPem: string): RootCA {
+    certificatesFromPem(intermediatesPem);
+    return new RootCA(this.clusterId, this.signingKey, this.certificate.raw, intermediatesPem);
+  }
+
+  get certificateDer(): Buffer {
+    return this.certificate.raw;
+  }
+
+  /** For the replicated state only: the root key must never be written anywhere else. */
+  privateKeyPem(): string {
+    return privateKeyToPem(this.signingKey);
+  }
+
+  issueNodeCertificate(request: IssueNodeCertificateRequest): IssuedNodeCertificate {
+    const lifetimeMs = request.lifetimeMs ?? DEFAULT_NODE_CERT_LIFETIME_MS;
+    if (!(lifetimeMs >= MIN_NODE_CERT_LIFETIME_MS)) {
+      throw new RangeError(`certificate lifetime ${lifetimeMs} ms is below the minimum of 1 minute`);
+    }
+    const now = request.now ?? new Date();
+    const notBefore = new Date(now.getTime() - NOT_BEFORE_BACKDATE_MS);
+    const rootNotAfter = new Date(this.certificate.validTo);
+    // A leaf outliving its issuer would fail verification everywhere; cap it.
+    const notAfter = new Date(Math.min(now.getTime() + lifetimeMs, rootNotAfter.getTime()));
+    const spki = request.csr.subjectPublicKeyInfo;
+    const serial = randomSerialNumber();
+    const tbs = new TBSCertificate({
+      version: Version.v3,
+      serialNumber: serial,
+      signature: ecdsaWithSha256(),
+      issuer: this.parsed.tbsCertificate.subject,
+      validity: new Validity({ notBefore, notAfter }),
+      // The manager decides the subject; whatever the requester put in its CSR is ignored.
+      subject: buildName({
+        organization: this.clusterId,
+        organizationalUnit: request.role,
+        commonName: request.nodeId,
+      }),
+      subjectPublicKeyInfo: spki,
+      extensions: new Extensions([
+        ...this.leafConstantExtensions,
+        extension(
+          id_ce_subjectAltName,
+          false,
+          new SubjectAlternativeName([
+            new GeneralName({ dNSName: request.nodeId }),
+            new GeneralName({ dNSName: request.role }),
+          ]),
+        ),
+        extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdentifierOf(spki))),
+      ]),
+    });
+    const certificatePem = toPem("CERTIFICATE", signCertificate(tbs, this.signingKey));
+    return {
+      certificatePem,
+      chainPem: certificatePem + this.intermediatesPem,
+      serialNumber: hex(serial),
+      notBefore: new Date(Math.floor(notBefore.getTime() / 1000) * 1000),
+      notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000),
+      issuerKeyId: this.keyId,
+    };
+  }
+
+  /**
+   * The cross-signed intermediate for a root rotation: the new root's subject and
+   * key, issued by this (old) root, so peers trusting only this root accept leaves
+   * signed by the new key.
+   */
+  crossSignRoot(newRootCertificatePem: string): string {
+    const [newRoot] = certificatesFromPem(newRootCertificatePem, 1);
+    if (!newRoot?.ca) throw new CertInvalidError("the root to cross-sign is not a CA certificate");
+    const parsed = AsnConvert.parse(newRoot.raw, Certificate).tbsCertificate;
+    const notAfter = Math.min(
+      parsed.validity.notAfter.getTime().getTime(),
+      new Date(this.certificate.validTo).getTime(),
+    );
+    const tbs = caTbs({
+      subject: parsed.subject,
+      issuer: this.parsed.tbsCertificate.subject,
+      spki: parsed.subjectPublicKeyInfo,
+      subjectKeyId: keyIdentifierOf(parsed.subjectPublicKeyInfo),
+      issuerKeyId: this.keyIdBytes,
+      notBefore: parsed.validity.notBefore.getTime(),
+      notAfter: new Date(notAfter),
+    });
+    return toPem("CERTIFICATE", signCertificate(tbs, this.signingKey));
+  }
+}
+
+function caTbs(fields: {
+  subject: Name;
+  issuer: Name;
+  spki: TBSCertificate["subjectPublicKeyInfo"];
+  subjectKeyId: ArrayBuffer;
+  issuerKeyId: ArrayBuffer;
+  notBefore: Date;
+  notAfter: Date;
+}): TBSCertificate {
+  return new TBSCertificate({
+    version: Version.v3,
+    serialNumber: randomSerialNumber(),
+    signature: ecdsaWithSha256(),
+    issuer: fields.issuer,
+    validity: new Validity({ notBefore: fields.notBefore, notAfter: fields.notAfter }),
+    subject: fields.subject,
+    subjectPublicKeyInfo: fields.spki,
+    extensions: new Extensions([
+      extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: true })),
+      extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)),
+      extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(fields.subjectKeyId)),
+      extension(id_ce_authorityKeyIdentifier, false, authorityKeyIdentifier(fields.issuerKeyId)),
+    ]),
+  });
+}

@@ -1,0 +1,174 @@
+import { X509Certificate } from "node:crypto";
+import { expect } from "chai";
+import { verifyChain } from "../../src/ca/chain.js";
+import { checkNodeCsr, createNodeCsr } from "../../src/ca/csr.js";
+import { CertExpiredError, CertInvalidError, UntrustedRootError } from "../../src/ca/errors.js";
+import { parseNodeCertificate } from "../../src/ca/node-identity.js";
+import { RootCA } from "../../src/ca/root-ca.js";
+import { opensslVerify, run, TempDir } from "./helpers.js";
+
+const HOUR = 60 * 60 * 1000;
+
+describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => {
+  let dir: TempDir;
+  const rootA = RootCA.create({ clusterId: "cluster-1" });
+  const rootB = RootCA.create({ clusterId: "cluster-1" });
+  const crossSignedB = rootA.crossSignRoot(rootB.certificatePem);
+  const rotatingB = rootB.withIntermediates(crossSignedB);
+  const nodeKey = createNodeCsr();
+  const csr = checkNodeCsr(nodeKey.csrPem);
+
+  before(async () => {
+    dir = await TempDir.create();
+  });
+  after(async () => {
+    await dir.remove();
+  });
+
+  it("creates a self-signed P-256 root with CA:true valid for 20 years", async () => {
+    const cert = rootA.certificate;
+    expect(cert.ca).to.equal(true);
+    expect(cert.verify(cert.publicKey)).to.equal(true);
+    expect(cert.publicKey.asymmetricKeyDetails?.namedCurve).to.equal("prime256v1");
+    const years = (Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / (365.25 * 24 * HOUR);
+    expect(years).to.be.closeTo(20, 0.01);
+    const result = await opensslVerify(dir, { trusted: rootA.certificatePem, leaf: rootA.certificatePem });
+    expect(result.code, result.stderr).to.equal(0);
+  });
+
+  it("issues node certificates with the profile: subject, SANs, EKU, serial, backdating, 24h default", async () => {
+    const now = new Date();
+    const issued = rootA.issueNodeCertificate({ csr, role: "manager", nodeId: "node-7", now });
+    const cert = new X509Certificate(issued.certificatePem);
+    expect(cert.subject).to.equal("O=cluster-1\nOU=manager\nCN=node-7");
+    expect(cert.subjectAltName).to.equal("DNS:node-7, DNS:manager");
+    expect(cert.keyUsage).to.have.members(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]);
+    expect(cert.ca).to.equal(false);
+    expect(cert.checkPrivateKey(nodeKey.privateKey)).to.equal(true);
+    const serial = BigInt(`0x${cert.serialNumber}`);
+    expect(serial > 0n && serial < 1n << 128n).to.equal(true);
+    expect(now.getTime() - Date.parse(cert.validFrom)).to.be.within(4 * 60_000, 6 * 60_000);
+    expect(Date.parse(cert.validTo) - now.getTime()).to.be.within(24 * HOUR - 1000, 24 * HOUR);
+    expect(issued.serialNumber.replace(/^00/, "")).to.equal(cert.serialNumber.toLowerCase());
+    const text = await run("openssl", ["x509", "-noout", "-text"], issued.certificatePem);
+    expect(text.stdout).to.match(/Key Usage: critical\s+Digital Signature/);
+    expect(text.stdout).to.match(/Basic Constraints: critical\s+CA:FALSE/);
+  });
+
+  it("gives each certificate a distinct serial", () => {
+    const serials = new Set(
+      Array.from(
+        { length: 50 },
+        () => rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w" }).serialNumber,
+      ),
+    );
+    expect(serials.size).to.equal(50);
+  });
+
+  it("enforces the 1 minute minimum lifetime", () => {
+    expect(() =>
+      rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w", lifetimeMs: 59_000 }),
+    ).to.throw(RangeError);
+    const issued = rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w", lifetimeMs: 60_000 });
+    expect(issued.notAfter.getTime() - Date.now()).to.be.within(55_000, 60_000);
+  });
+
+  it("is accepted by openssl verify -x509_strict for TLS client and server purposes", async () => {
+    const issued = rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w1" });
+    for (const purpose of ["sslclient", "sslserver"] as const) {
+      const result = await opensslVerify(dir, {
+        trusted: rootA.certificatePem,
+        leaf: issued.certificatePem,
+        purpose,
+      });
+      expect(result.code, result.stdout + result.stderr).to.equal(0);
+    }
+  });
+
+  it("verifies both rotation paths with openssl: via the cross-signed intermediate to the old root, and directly to the new root", async () => {
+    const issued = rotatingB.issueNodeCertificate({ csr, role: "worker", nodeId: "w2" });
+    expect(issued.chainPem).to.equal(issued.certificatePem + crossSignedB);
+    const viaOld = await opensslVerify(dir, {
+      trusted: rootA.certificatePem,
+      untrusted: crossSignedB,
+      leaf: issued.certificatePem,
+      purpose: "sslclient",
+    });
+    expect(viaOld.code, viaOld.stderr).to.equal(0);
+    const direct = await opensslVerify(dir, {
+      trusted: rootB.certificatePem,
+      leaf: issued.certificatePem,
+      purpose: "sslserver",
+    });
+    expect(direct.code, direct.stderr).to.equal(0);
+    const intermediateItself = await opensslVerify(dir, {
+      trusted: rootA.certificatePem,
+      leaf: crossSignedB,
+    });
+    expect(intermediateItself.code, intermediateItself.stderr).to.equal(0);
+  });
+
+  it("verifies both rotation paths with our own chain check", () => {
+    const issued = rotatingB.issueNodeCertificate({ csr, role: "worker", nodeId: "w2" });
+    const viaOld = verifyChain(issued.chainPem, rootA.certificatePem);
+    expect(viaOld.path.map((c) => c.subject)).to.have.length(3);
+    expect(viaOld.root.fingerprint256).to.equal(rootA.certificate.fingerprint256);
+    const direct = verifyChain(issued.chainPem, rootB.certificatePem);
+    expect(direct.path).to.have.length(2);
+    expect(direct.root.fingerprint256).to.equal(rootB.certificate.fingerprint256);
+    expect(verifyChain(issued.chainPem, rootA.certificatePem + rootB.certificatePem).path.length).to.be.oneOf(
+      [2, 3],
+    );
+  });
+
+  it("rejects a certificate from another root, in openssl and in our chain check", async () => {
+    const foreign = RootCA.create({ clusterId: "cluster-1" });
+    const issued = foreign.issueNodeCertificate({ csr, role: "worker", nodeId: "w3" });
+    const result = await opensslVerify(dir, { trusted: rootA.certificatePem, leaf: issued.certificatePem });
+    expect(result.code).to.not.equal(0);
+    expect(result.stdout + result.stderr).to.match(/unable to get local issuer certificate/);
+    expect(() => verifyChain(issued.chainPem, rootA.certificatePem)).to.throw(UntrustedRootError);
+    // The new-key leaf without its cross-signed intermediate does not reach the old root.
+    const bare = rootB.issueNodeCertificate({ csr, role: "worker", nodeId: "w4" });
+    expect(() => verifyChain(bare.chainPem, rootA.certificatePem)).to.throw(UntrustedRootError);
+  });
+
+  it("refuses an expired certificate with CERT_EXPIRED", () => {
+    const issued = rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w5", lifetimeMs: 60_000 });
+    const later = new Date(Date.now() + 2 * 60_000);
+    expect(() => verifyChain(issued.chainPem, rootA.certificatePem, later))
+      .to.throw(CertExpiredError)
+      .with.property("code", "CERT_EXPIRED");
+  });
+
+  it("parses a peer certificate into cluster, role, node id, issuer key id and expiry", () => {
+    const issued = rotatingB.issueNodeCertificate({ csr, role: "manager", nodeId: "m-1" });
+    const identity = parseNodeCertificate(new X509Certificate(issued.certificatePem).raw);
+    expect(identity).to.deep.include({ clusterId: "cluster-1", role: "manager", nodeId: "m-1" });
+    expect(identity.issuerKeyId).to.equal(rootB.keyId).and.not.equal(rootA.keyId);
+    expect(identity.notAfter.getTime()).to.equal(issued.notAfter.getTime());
+    expect(identity.serialNumber).to.equal(issued.serialNumber);
+    expect(() => parseNodeCertificate(rootA.certificateDer)).to.throw(CertInvalidError);
+    expect(() => parseNodeCertificate(Buffer.from("garbage"))).to.throw(CertInvalidError);
+  });
+
+  it("reloads a root from PEM and refuses a key that is not the root's", () => {
+    const reloaded = RootCA.fromPem({
+      clusterId: "cluster-1",
+      certificatePem: rootA.certificatePem,
+      privateKeyPem: rootA.privateKeyPem(),
+    });
+    expect(reloaded.keyId).to.equal(rootA.keyId);
+    const issued = reloaded.issueNodeCertificate({ csr, role: "worker", nodeId: "w6" });
+    expect(verifyChain(issued.chainPem, rootA.certificatePem).root.fingerprint256).to.equal(
+      rootA.certificate.fingerprint256,
+    );
+    expect(() =>
+      RootCA.fromPem({
+        clusterId: "cluster-1",
+        certificatePem: rootA.certificatePem,
+        privateKeyPem: rootB.privateKeyPem(),
+      }),
+    ).to.throw(CertInvalidError, /does not match/);
+  });
+});
