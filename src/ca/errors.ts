@@ -14,7 +14,8 @@ export type CaErrorCode =
   | "TOKEN_ROTATED"
   | "ROOT_DIGEST_MISMATCH"
   | "CSR_INVALID"
-  | "CREDENTIALS_REJECTED";
+  | "CREDENTIALS_REJECTED"
+  | "METHOD_NOT_ALLOWED";
 
 export abstract class CaError extends Error {
   abstract readonly code: CaErrorCode;
@@ -118,5 +119,12 @@ export class CredentialsRejectedError extends CaError {
   readonly code = "CREDENTIALS_REJECTED";
   constructor(what: string, options?: { cause?: unknown }) {
     super(`TLS credentials not applied, the previous ones stay in use: ${what}`, options);
+  }
+}
+
+export class MethodNotAllowedError extends CaError {
+  readonly code = "METHOD_NOT_ALLOWED";
+  constructor(method: string) {
+    super(`${method} is not in the authorization policy, so nobody may call it: add it to the policy`);
   }
 }

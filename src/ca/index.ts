@@ -29,3 +29,18 @@ export { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
 export { type NodeIdentity, parseNodeCertificate } from "./node-identity.js";
 export * from "./profile.js";
 export { type IssuedNodeCertificate, type IssueNodeCertificateRequest, RootCA } from "./root-ca.js";
+export {
+  type AuthorizationOptions,
+  type AuthorizationPolicy,
+  type MethodAccess,
+  NodeAuthorizer,
+  REASON_CODE_METADATA_KEY,
+  refusalReasonOf,
+} from "./tls/authorization.js";
+export {
+  type ChannelCredentialOptions,
+  type NodeTlsIdentity,
+  TlsCredentialHolder,
+  type TlsCredentialHolderOptions,
+} from "./tls/credential-holder.js";
+export { verifyServerNode } from "./tls/server-identity.js";

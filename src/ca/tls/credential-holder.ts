@@ -1,0 +1,198 @@
+// One holder for a node's private key, certificate chain and trust bundle that
+// grpc-js reads through its certificate-provider credentials. Every replacement
+// is validated first and only then pushed: grpc-js does not roll back a bad push
+// (it would fail every new handshake), so a rejected update keeps the last good
+// value. Pushes change what new handshakes use; open connections and streams
+// keep the secure context they were made with (grpc-js calls setSecureContext
+// on the server and builds a fresh context per connection attempt on clients).
+import { createSecureContext, type PeerCertificate } from "node:tls";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "../../log/logger.js";
+import { trustBundleFromPem, verifyCertificates } from "../chain.js";
+import { CaError, CredentialsRejectedError } from "../errors.js";
+import { type NodeIdentity, parseNodeCertificate } from "../node-identity.js";
+import { certificatesFromPem } from "../pem.js";
+import type { NodeRole } from "../profile.js";
+import { verifyServerNode } from "./server-identity.js";
+
+type CertificateProvider = grpc.experimental.CertificateProvider;
+type CaListener = grpc.experimental.CaCertificateUpdateListener;
+type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
+
+export interface NodeTlsIdentity {
+  privateKeyPem: string;
+  /** The leaf first, then the intermediates to send (the cross-signed root during a rotation). */
+  certificateChainPem: string;
+}
+
+export interface TlsCredentialHolderOptions {
+  identity: NodeTlsIdentity;
+  trustBundlePem: string;
+  logger: Logger;
+  now?: () => Date;
+}
+
+export interface ChannelCredentialOptions {
+  clusterId: string;
+  /** The role the server must hold (its role SAN), e.g. "manager" for the dispatcher. */
+  expectedServerRole: NodeRole;
+  /** Told the identity of each server this channel completes a handshake with. */
+  onServerIdentity?: (identity: NodeIdentity) => void;
+}
+
+export class TlsCredentialHolder implements CertificateProvider {
+  private identity: NodeTlsIdentity;
+  private identityInfo: NodeIdentity;
+  private trustBundlePem: string;
+  private readonly caListeners = new Set<CaListener>();
+  private readonly identityListeners = new Set<IdentityListener>();
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+
+  /** Throws CredentialsRejectedError if the initial material is unusable. */
+  constructor(options: TlsCredentialHolderOptions) {
+    this.logger = options.logger.child({ component: "tls-credentials" });
+    this.now = options.now ?? (() => new Date());
+    this.trustBundlePem = validateTrustBundle(options.trustBundlePem);
+    this.identityInfo = this.validateIdentity(options.identity, this.trustBundlePem, undefined);
+    this.identity = options.identity;
+  }
+
+  /** The node identity new handshakes present. */
+  get currentIdentity(): NodeIdentity {
+    return this.identityInfo;
+  }
+
+  get currentTrustBundlePem(): string {
+    return this.trustBundlePem;
+  }
+
+  /** A renewed certificate (and possibly key). Throws CredentialsRejectedError and keeps the old one if invalid. */
+  replaceIdentity(identity: NodeTlsIdentity): void {
+    const info = this.validateIdentity(identity, this.trustBundlePem, this.identityInfo.clusterId);
+    this.identity = identity;
+    this.identityInfo = info;
+    this.logger.info(
+      { nodeId: info.nodeId, role: info.role, serial: info.serialNumber, issuerKeyId: info.issuerKeyId },
+      "node certificate replaced; new handshakes use it",
+    );
+    const update = this.identityUpdate();
+    for (const listener of this.identityListeners) listener(update);
+  }
+
+  /** A new set of trusted roots (grown to old+new, or shrunk to new, during a root rotation). */
+  replaceTrustBundle(trustBundlePem: string): void {
+    this.trustBundlePem = validateTrustBundle(trustBundlePem);
+    this.logger.info({ roots: certificatesFromPem(trustBundlePem, 16).length }, "trust bundle replaced");
+    const update = this.caUpdate();
+    for (const listener of this.caListeners) listener(update);
+  }
+
+  /**
+   * Server credentials. With requireClientCertificate false, a client
+   * certificate is still requested and verified when sent; the authorization
+   * interceptor then refuses certificate-less calls to non-public methods.
+   */
+  serverCredentials(options: { requireClientCertificate: boolean }): grpc.ServerCredentials {
+    // The implementation takes (identity, ca, requireClientCert) despite the .d.ts naming them the other way round;
+    // passing this holder for both makes the order moot.
+    return grpc.experimental.createCertificateProviderServerCredentials(
+      this,
+      this,
+      options.requireClientCertificate,
+    );
+  }
+
+  channelCredentials(options: ChannelCredentialOptions): grpc.ChannelCredentials {
+    const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
+      const result = verifyServerNode(cert, options.clusterId, options.expectedServerRole);
+      if (result instanceof Error) {
+        this.logger.warn(
+          { code: (result as CaError).code, err: result.message },
+          "refused server certificate",
+        );
+        return result;
+      }
+      options.onServerIdentity?.(result);
+      return undefined;
+    };
+    return grpc.experimental.createCertificateProviderChannelCredentials(this, this, { checkServerIdentity });
+  }
+
+  addCaCertificateListener(listener: CaListener): void {
+    this.caListeners.add(listener);
+    // grpc-js registers its listeners before its own watcher: a synchronous first value would be lost.
+    process.nextTick(() => {
+      if (this.caListeners.has(listener)) listener(this.caUpdate());
+    });
+  }
+
+  removeCaCertificateListener(listener: CaListener): void {
+    this.caListeners.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: IdentityListener): void {
+    this.identityListeners.add(listener);
+    process.nextTick(() => {
+      if (this.identityListeners.has(listener)) listener(this.identityUpdate());
+    });
+  }
+
+  removeIdentityCertificateListener(listener: IdentityListener): void {
+    this.identityListeners.delete(listener);
+  }
+
+  private caUpdate(): grpc.experimental.CaCertificateUpdate {
+    return { caCertificate: Buffer.from(this.trustBundlePem) };
+  }
+
+  private identityUpdate(): grpc.experimental.IdentityCertificateUpdate {
+    return {
+      certificate: Buffer.from(this.identity.certificateChainPem),
+      privateKey: Buffer.from(this.identity.privateKeyPem),
+    };
+  }
+
+  private validateIdentity(
+    identity: NodeTlsIdentity,
+    trustBundlePem: string,
+    expectedClusterId: string | undefined,
+  ): NodeIdentity {
+    try {
+      // Builds the context OpenSSL would use: catches unparseable PEM and a key that does not match the leaf.
+      createSecureContext({ key: identity.privateKeyPem, cert: identity.certificateChainPem });
+      const [leaf, ...intermediates] = certificatesFromPem(identity.certificateChainPem);
+      if (!leaf) throw new CredentialsRejectedError("empty certificate chain");
+      verifyCertificates(leaf, intermediates, trustBundleFromPem(trustBundlePem), this.now());
+      const info = parseNodeCertificate(leaf.raw);
+      if (expectedClusterId !== undefined && info.clusterId !== expectedClusterId) {
+        throw new CredentialsRejectedError(
+          `certificate is for cluster ${info.clusterId}, not ${expectedClusterId}`,
+        );
+      }
+      return info;
+    } catch (error) {
+      throw this.rejected("node certificate", error);
+    }
+  }
+
+  private rejected(what: string, error: unknown): CredentialsRejectedError {
+    const reason = error instanceof Error ? error.message : String(error);
+    const code = error instanceof CaError ? error.code : "TLS_ERROR";
+    this.logger.warn({ code, err: reason }, `rejected new ${what}; keeping the current one`);
+    return error instanceof CredentialsRejectedError
+      ? error
+      : new CredentialsRejectedError(`${what}: ${reason}`, { cause: error });
+  }
+}
+
+function validateTrustBundle(trustBundlePem: string): string {
+  try {
+    trustBundleFromPem(trustBundlePem);
+    createSecureContext({ ca: trustBundlePem });
+    return trustBundlePem;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new CredentialsRejectedError(`trust bundle: ${reason}`, { cause: error });
+  }
+}
