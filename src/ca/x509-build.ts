@@ -2,7 +2,7 @@
 // identifiers, and signing a TBSCertificate with node:crypto. DER comes only from
 // @peculiar/asn1-schema serializers; nothing here hand-encodes ASN.1.
 import { createHash, type KeyObject, randomBytes, sign } from "node:crypto";
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import { AsnConvert, AsnSerializer, type IAsnConvertible, OctetString } from "@peculiar/asn1-schema";
 import {
   AlgorithmIdentifier,
   AttributeTypeAndValue,
@@ -93,11 +93,32 @@ export function spkiOf(key: KeyObject): SubjectPublicKeyInfo {
   return AsnConvert.parse(der, SubjectPublicKeyInfo);
 }
 
+type AsnTree = ReturnType<typeof AsnSerializer.toASN>;
+
+/**
+ * Stands in for the TBSCertificate inside the Certificate being encoded: asn1-schema
+ * asks convertible values for their ASN.1 tree, so the tree built once for the
+ * signature is reused instead of rebuilt from the schema (a third of issuance time).
+ */
+class PrebuiltTbs implements IAsnConvertible {
+  constructor(private readonly tree: AsnTree) {}
+  toASN(): AsnTree {
+    return this.tree;
+  }
+  toSchema(): AsnTree {
+    return this.tree;
+  }
+  fromASN(): this {
+    throw new Error("PrebuiltTbs is for encoding only");
+  }
+}
+
 export function signCertificate(tbs: TBSCertificate, issuerKey: KeyObject): Buffer {
-  const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
+  const tbsTree = AsnSerializer.toASN(tbs);
+  const tbsDer = new Uint8Array(tbsTree.toBER(false));
   const signature = sign("sha256", tbsDer, { key: issuerKey, dsaEncoding: "der" });
   const cert = new Certificate({
-    tbsCertificate: tbs,
+    tbsCertificate: new PrebuiltTbs(tbsTree) as unknown as TBSCertificate,
     signatureAlgorithm: ecdsaWithSha256(),
     signatureValue: signature.buffer.slice(signature.byteOffset, signature.byteOffset + signature.byteLength),
   });
