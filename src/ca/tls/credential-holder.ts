@@ -82,7 +82,11 @@ export class TlsCredentialHolder implements CertificateProvider {
 
   /** A new set of trusted roots (grown to old+new, or shrunk to new, during a root rotation). */
   replaceTrustBundle(trustBundlePem: string): void {
-    this.trustBundlePem = validateTrustBundle(trustBundlePem);
+    try {
+      this.trustBundlePem = validateTrustBundle(trustBundlePem);
+    } catch (error) {
+      throw this.rejected("trust bundle", error);
+    }
     this.logger.info({ roots: certificatesFromPem(trustBundlePem, 16).length }, "trust bundle replaced");
     const update = this.caUpdate();
     for (const listener of this.caListeners) listener(update);
