@@ -58,14 +58,14 @@ export interface Entry {
   term: number;
   index: number;
   type: EntryType;
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface ConfChange {
   type: ConfChangeType;
   nodeId: number;
   /** Opaque to Raft (e.g. the member's address), handed back on apply. */
-  context: Buffer;
+  context: Uint8Array;
 }
 
 export interface ConfState {
@@ -81,7 +81,7 @@ export interface SnapshotMetadata {
 
 export interface Snapshot {
   metadata: SnapshotMetadata | undefined;
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface HardState {
@@ -112,13 +112,15 @@ export interface Message {
   rejectHint: number;
   rejectHintTerm: number;
   /** ReadIndex / heartbeat: the read request's context. */
-  context: Buffer;
+  context: Uint8Array;
   /** Vote request sent on a leadership transfer (bypasses the leader lease). */
   transfer: boolean;
+  /** TRANSFER_LEADER: the node that should become leader. */
+  target: number;
 }
 
 function createBaseEntry(): Entry {
-  return { term: 0, index: 0, type: 0, data: Buffer.alloc(0) };
+  return { term: 0, index: 0, type: 0, data: new Uint8Array(0) };
 }
 
 export const Entry: MessageFns<Entry> = {
@@ -180,7 +182,7 @@ export const Entry: MessageFns<Entry> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -203,13 +205,13 @@ export const Entry: MessageFns<Entry> = {
     message.term = object.term ?? 0;
     message.index = object.index ?? 0;
     message.type = object.type ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseConfChange(): ConfChange {
-  return { type: 0, nodeId: 0, context: Buffer.alloc(0) };
+  return { type: 0, nodeId: 0, context: new Uint8Array(0) };
 }
 
 export const ConfChange: MessageFns<ConfChange> = {
@@ -260,7 +262,7 @@ export const ConfChange: MessageFns<ConfChange> = {
               break;
             }
 
-            message.context = Buffer.from(reader.bytes());
+            message.context = reader.bytes();
             continue;
           }
         }
@@ -282,7 +284,7 @@ export const ConfChange: MessageFns<ConfChange> = {
     const message = createBaseConfChange();
     message.type = object.type ?? 0;
     message.nodeId = object.nodeId ?? 0;
-    message.context = object.context ?? Buffer.alloc(0);
+    message.context = object.context ?? new Uint8Array(0);
     return message;
   },
 };
@@ -464,7 +466,7 @@ export const SnapshotMetadata: MessageFns<SnapshotMetadata> = {
 };
 
 function createBaseSnapshot(): Snapshot {
-  return { metadata: undefined, data: Buffer.alloc(0) };
+  return { metadata: undefined, data: new Uint8Array(0) };
 }
 
 export const Snapshot: MessageFns<Snapshot> = {
@@ -504,7 +506,7 @@ export const Snapshot: MessageFns<Snapshot> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -527,7 +529,7 @@ export const Snapshot: MessageFns<Snapshot> = {
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
       ? SnapshotMetadata.fromPartial(object.metadata)
       : undefined;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -625,8 +627,9 @@ function createBaseMessage(): Message {
     reject: false,
     rejectHint: 0,
     rejectHintTerm: 0,
-    context: Buffer.alloc(0),
+    context: new Uint8Array(0),
     transfer: false,
+    target: 0,
   };
 }
 
@@ -673,6 +676,9 @@ export const Message: MessageFns<Message> = {
     }
     if (message.transfer !== false) {
       writer.uint32(112).bool(message.transfer);
+    }
+    if (message.target !== 0) {
+      writer.uint32(120).uint64(message.target);
     }
     return writer;
   },
@@ -791,7 +797,7 @@ export const Message: MessageFns<Message> = {
               break;
             }
 
-            message.context = Buffer.from(reader.bytes());
+            message.context = reader.bytes();
             continue;
           }
           case 14: {
@@ -800,6 +806,14 @@ export const Message: MessageFns<Message> = {
             }
 
             message.transfer = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.target = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -833,8 +847,9 @@ export const Message: MessageFns<Message> = {
     message.reject = object.reject ?? false;
     message.rejectHint = object.rejectHint ?? 0;
     message.rejectHintTerm = object.rejectHintTerm ?? 0;
-    message.context = object.context ?? Buffer.alloc(0);
+    message.context = object.context ?? new Uint8Array(0);
     message.transfer = object.transfer ?? false;
+    message.target = object.target ?? 0;
     return message;
   },
 };

@@ -1,0 +1,596 @@
+// The Raft protocol as a pure state machine (after etcd-io/raft): tick() and
+// step() change memory only; ready() hands out what to persist, send and apply;
+// advance() says it was done. No I/O, clock or ambient randomness in here.
+import {
+  ConfChange,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  MessageType,
+  type Snapshot,
+} from "../../gen/raft/v1/raft.js";
+import { assert } from "./assert.js";
+import { Configuration } from "./config.js";
+import { RaftLog } from "./log.js";
+import { Progress } from "./progress.js";
+import { ReadOnlyQueue } from "./readonly.js";
+import { stepCandidate, stepFollower } from "./step-follower.js";
+import {
+  appendProposal,
+  bcastAppend,
+  bcastHeartbeat,
+  handleReadIndex,
+  maybeCommit,
+  sendTimeoutNow,
+  stepLeader,
+} from "./step-leader.js";
+import type {
+  DropReason,
+  PersistentState,
+  ProposeResult,
+  RaftConfig,
+  RaftStatus,
+  ReadState,
+  Ready,
+  Role,
+  SoftState,
+  TestingKnobs,
+} from "./types.js";
+import { makeMessage, NONE } from "./util.js";
+import { handleVoteRequest } from "./vote.js";
+
+type StepFn = (r: Raft, m: Message) => void;
+type CampaignKind = "preElection" | "election" | "transfer";
+
+/** Responses that acknowledge durable state: sent only after the Ready is persisted. */
+const AFTER_PERSIST = new Set([
+  MessageType.MESSAGE_TYPE_APPEND_RESPONSE,
+  MessageType.MESSAGE_TYPE_VOTE_RESPONSE,
+  MessageType.MESSAGE_TYPE_VOTE,
+]);
+
+/** Requests forwarded with term 0: they are answered by whoever leads now. */
+const FORWARDED = new Set([
+  MessageType.MESSAGE_TYPE_PROPOSE,
+  MessageType.MESSAGE_TYPE_READ_INDEX,
+  MessageType.MESSAGE_TYPE_TRANSFER_LEADER,
+]);
+
+export class Raft {
+  readonly id: number;
+  readonly cfg: Required<Omit<RaftConfig, "knobs">>;
+  readonly knobs: TestingKnobs;
+  term = 0;
+  vote = NONE;
+  lead = NONE;
+  role: Role = "follower";
+  readonly log: RaftLog;
+  config: Configuration;
+  progress = new Map<number, Progress>();
+  votes = new Map<number, boolean>();
+  electionElapsed = 0;
+  heartbeatElapsed = 0;
+  randomizedElectionTimeout = 0;
+  leadTransferee = NONE;
+  /** A new configuration change waits until the log is applied past this. */
+  pendingConfIndex = 0;
+  uncommittedBytes = 0;
+  /**
+   * Follower: the last index the current leader's messages proved to match its
+   * log. Commit never passes it (hard case 27), whatever a message claims.
+   */
+  verifiedIndex = 0;
+  readonly readOnly: ReadOnlyQueue;
+  /** Reads that arrived before this leader committed an entry of its term. */
+  pendingReadRequests: Message[] = [];
+  readStates: ReadState[] = [];
+  private msgs: Message[] = [];
+  private msgsAfterPersist: Message[] = [];
+  private stepRole: StepFn = stepFollower;
+  private prevHardState: HardState;
+  private prevSoftState: SoftState;
+  private inReady = false;
+  private readyCommitted = { snapshot: false, lastEntry: 0, lastApplied: 0 };
+
+  constructor(config: RaftConfig, state: PersistentState) {
+    this.id = config.id;
+    assert(this.id !== NONE, "node id must not be 0");
+    this.knobs = config.knobs ?? {};
+    this.cfg = {
+      id: config.id,
+      rng: config.rng,
+      electionTimeoutTicks: config.electionTimeoutTicks ?? 10,
+      heartbeatTicks: config.heartbeatTicks ?? 1,
+      preVote: config.preVote ?? true,
+      checkQuorum: config.checkQuorum ?? true,
+      maxMsgBytes: config.maxMsgBytes ?? 1024 * 1024,
+      maxInflightMsgs: config.maxInflightMsgs ?? 256,
+      maxUncommittedBytes: config.maxUncommittedBytes ?? 64 * 1024 * 1024,
+      maxPendingReads: config.maxPendingReads ?? 4096,
+      maxApplyBytesPerReady: config.maxApplyBytesPerReady ?? 8 * 1024 * 1024,
+    };
+    assert(
+      this.cfg.heartbeatTicks < this.cfg.electionTimeoutTicks,
+      "heartbeat shorter than election timeout",
+    );
+    const hs = state.hardState;
+    this.log = new RaftLog(state.snapshot, state.entries, hs.commit, state.applied ?? 0);
+    this.term = hs.term;
+    this.vote = hs.vote;
+    this.config = Configuration.fromConfState(state.snapshot.metadata?.confState);
+    // Configuration changes the state machine already applied (apply-time activation).
+    for (let i = this.log.snapshotIndex() + 1; i <= this.log.applied; i++)
+      this.applyConfEntry(this.log.entryAt(i)!);
+    this.readOnly = new ReadOnlyQueue(this.cfg.maxPendingReads);
+    this.prevHardState = this.hardState();
+    this.becomeFollower(this.term, NONE);
+    this.prevSoftState = this.softState();
+  }
+
+  // ---- public API -------------------------------------------------------
+
+  tick(): void {
+    this.assertNotInReady();
+    if (this.role === "leader") this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  step(m: Message): void {
+    this.assertNotInReady();
+    if (m.term === 0) {
+      if (!FORWARDED.has(m.type)) return;
+    } else if (m.term > this.term) {
+      if (!this.stepHigherTerm(m)) return;
+    } else if (m.term < this.term) {
+      this.stepLowerTerm(m);
+      return;
+    }
+    if (m.type === MessageType.MESSAGE_TYPE_VOTE || m.type === MessageType.MESSAGE_TYPE_PRE_VOTE) {
+      handleVoteRequest(this, m);
+      return;
+    }
+    this.stepRole(this, m);
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    return this.proposeEntry(EntryType.ENTRY_TYPE_NORMAL, data);
+  }
+
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    return this.proposeEntry(EntryType.ENTRY_TYPE_CONF_CHANGE, ConfChange.encode(cc).finish());
+  }
+
+  transferLeader(target: number): ProposeResult {
+    this.assertNotInReady();
+    const m = makeMessage({ type: MessageType.MESSAGE_TYPE_TRANSFER_LEADER, from: this.id, target });
+    if (this.role === "leader") {
+      stepLeader(this, m);
+      return { ok: true, index: this.log.lastIndex(), term: this.term };
+    }
+    return this.forwardToLeader(m);
+  }
+
+  /** Asks for a linearizable read; the answer is a ReadState in a later Ready. */
+  readIndex(context: Uint8Array): ProposeResult {
+    this.assertNotInReady();
+    const m = makeMessage({ type: MessageType.MESSAGE_TYPE_READ_INDEX, from: this.id, context });
+    if (this.role === "leader") {
+      if (this.readOnly.full()) return drop("TOO_MANY_READS", "too many pending reads; retry later");
+      handleReadIndex(this, m);
+      return { ok: true, index: this.log.committed, term: this.term };
+    }
+    return this.forwardToLeader(m);
+  }
+
+  /** Starts an election now (tests and `--force-new-cluster`); PreVote applies. */
+  campaign(): void {
+    this.assertNotInReady();
+    this.hup(this.cfg.preVote ? "preElection" : "election");
+  }
+
+  /** The transport reports the outcome of sending a snapshot (hard case 18). */
+  reportSnapshot(to: number, ok: boolean): void {
+    const pr = this.progress.get(to);
+    if (this.role !== "leader" || !pr || pr.state !== "snapshot") return;
+    if (!ok) pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    pr.probeSent = true; // wait for a heartbeat response before probing again
+  }
+
+  reportUnreachable(to: number): void {
+    const pr = this.progress.get(to);
+    if (this.role === "leader" && pr?.state === "replicate") pr.becomeProbe();
+  }
+
+  /** The state machine took a snapshot at the applied index: compact the log. */
+  compact(data: Uint8Array): Snapshot {
+    this.assertNotInReady();
+    const index = this.log.applied;
+    if (index <= this.log.snapshotIndex()) return this.log.snapshot;
+    const snapshot: Snapshot = {
+      metadata: { index, term: this.log.term(index)!, confState: this.config.toConfState() },
+      data,
+    };
+    this.log.compact(snapshot);
+    return snapshot;
+  }
+
+  hasReady(): boolean {
+    return (
+      this.msgs.length > 0 ||
+      this.msgsAfterPersist.length > 0 ||
+      this.readStates.length > 0 ||
+      this.log.unstableSnapshot !== undefined ||
+      this.log.stableIndex < this.log.lastIndex() ||
+      (this.log.committed > this.log.applied && this.log.unstableSnapshot === undefined) ||
+      !sameHardState(this.hardState(), this.prevHardState) ||
+      !sameSoftState(this.softState(), this.prevSoftState)
+    );
+  }
+
+  ready(): Ready {
+    this.assertNotInReady();
+    const hs = this.hardState();
+    const ss = this.softState();
+    const committedEntries = this.log.nextCommittedEntries(this.cfg.maxApplyBytesPerReady);
+    const entries = this.log.unstableEntries();
+    const rd: Ready = {
+      softState: sameSoftState(ss, this.prevSoftState) ? undefined : ss,
+      hardState: sameHardState(hs, this.prevHardState) ? undefined : this.persistableHardState(hs),
+      snapshot: this.log.unstableSnapshot,
+      entries,
+      committedEntries,
+      messages: this.msgs,
+      messagesAfterPersist: this.msgsAfterPersist,
+      readStates: this.readStates,
+    };
+    this.msgs = [];
+    this.msgsAfterPersist = [];
+    this.readStates = [];
+    this.prevHardState = hs;
+    this.prevSoftState = ss;
+    this.readyCommitted = {
+      snapshot: rd.snapshot !== undefined,
+      lastEntry: entries.length > 0 ? entries[entries.length - 1].index : 0,
+      lastApplied: committedEntries.length > 0 ? committedEntries[committedEntries.length - 1].index : 0,
+    };
+    this.inReady = true;
+    return rd;
+  }
+
+  advance(): void {
+    assert(this.inReady, "advance() without ready()");
+    this.inReady = false;
+    const done = this.readyCommitted;
+    if (done.snapshot) this.log.snapshotApplied();
+    if (done.lastEntry > 0) this.log.stableTo(done.lastEntry);
+    if (done.lastApplied > 0) {
+      for (let i = this.log.applied + 1; i <= done.lastApplied; i++)
+        this.applyConfEntry(this.log.entryAt(i)!);
+      this.log.appliedTo(done.lastApplied);
+    }
+    if (this.role === "leader") {
+      // A leader counts itself toward commit only once its own write is durable (hard case 22).
+      this.progress.get(this.id)?.maybeUpdate(this.log.stableIndex);
+      if (maybeCommit(this)) bcastAppend(this);
+    }
+    this.log.checkInvariants();
+  }
+
+  status(): RaftStatus {
+    return {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      lead: this.lead,
+      role: this.role,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      voters: [...this.config.voters].sort((a, b) => a - b),
+      learners: [...this.config.learners].sort((a, b) => a - b),
+      leadTransferee: this.leadTransferee,
+    };
+  }
+
+  // ---- internals shared with the step functions -------------------------
+
+  send(m: Message): void {
+    if (m.term === 0 && !FORWARDED.has(m.type)) m.term = this.term;
+    m.from = this.id;
+    const afterPersist =
+      AFTER_PERSIST.has(m.type) && !(this.knobs.ackBeforePersist && m.type !== MessageType.MESSAGE_TYPE_VOTE);
+    if (afterPersist) this.msgsAfterPersist.push(m);
+    else this.msgs.push(m);
+  }
+
+  promotable(): boolean {
+    return this.config.isVoter(this.id);
+  }
+
+  becomeFollower(term: number, lead: number): void {
+    this.reset(term);
+    this.role = "follower";
+    this.lead = lead;
+    this.stepRole = stepFollower;
+  }
+
+  becomePreCandidate(): void {
+    assert(this.role !== "leader", "a leader does not become pre-candidate");
+    // A pre-candidate forgets the leader, so others' pre-votes can succeed (hard case 4).
+    this.role = "preCandidate";
+    this.lead = NONE;
+    this.votes = new Map();
+    this.stepRole = stepCandidate;
+  }
+
+  becomeCandidate(): void {
+    assert(this.role !== "leader", "a leader does not become candidate");
+    this.reset(this.term + 1);
+    this.role = "candidate";
+    this.vote = this.id;
+    this.stepRole = stepCandidate;
+  }
+
+  becomeLeader(): void {
+    assert(this.role === "candidate", "only a candidate becomes leader");
+    this.reset(this.term);
+    this.role = "leader";
+    this.lead = this.id;
+    this.stepRole = stepLeader;
+    this.progress = new Map();
+    for (const id of this.config.members()) {
+      const pr = new Progress(this.log.lastIndex() + 1, this.cfg.maxInflightMsgs);
+      if (id === this.id) {
+        pr.match = this.log.stableIndex;
+        pr.becomeReplicate();
+        pr.recentActive = true;
+      }
+      this.progress.set(id, pr);
+    }
+    this.uncommittedBytes = 0;
+    const noop: Entry = {
+      term: this.term,
+      index: this.log.lastIndex() + 1,
+      type: EntryType.ENTRY_TYPE_NORMAL,
+      data: new Uint8Array(),
+    };
+    this.log.append([noop]);
+    // No configuration change until an entry of this term commits (hard case 8).
+    this.pendingConfIndex = noop.index;
+  }
+
+  campaign_(kind: CampaignKind): void {
+    let voteType: MessageType;
+    let term: number;
+    if (kind === "preElection") {
+      this.becomePreCandidate();
+      voteType = MessageType.MESSAGE_TYPE_PRE_VOTE;
+      term = this.term + 1; // not adopted until a real election
+    } else {
+      this.becomeCandidate();
+      voteType = MessageType.MESSAGE_TYPE_VOTE;
+      term = this.term;
+    }
+    this.votes.set(this.id, true);
+    if (this.pollVotes() === "won") {
+      if (kind === "preElection") this.campaign_("election");
+      else this.becomeLeader();
+      return;
+    }
+    for (const id of this.config.voters) {
+      if (id === this.id) continue;
+      this.send(
+        makeMessage({
+          type: voteType,
+          to: id,
+          term,
+          index: this.log.lastIndex(),
+          logTerm: this.log.lastTerm(),
+          transfer: kind === "transfer",
+        }),
+      );
+    }
+  }
+
+  pollVotes(): "won" | "lost" | "pending" {
+    let granted = 0;
+    let rejected = 0;
+    for (const id of this.config.voters) {
+      const v = this.votes.get(id);
+      if (v === true) granted++;
+      else if (v === false) rejected++;
+    }
+    const quorum = Math.floor(this.config.voters.size / 2) + 1;
+    if (granted >= quorum) return "won";
+    if (rejected > this.config.voters.size - quorum) return "lost";
+    return "pending";
+  }
+
+  restoreConfig(cs: ConfState | undefined): void {
+    this.config = Configuration.fromConfState(cs);
+  }
+
+  hup(kind: CampaignKind): void {
+    if (this.role === "leader" || !this.promotable()) return;
+    // No campaign while committed configuration changes are unapplied (hard case 9).
+    for (let i = this.log.applied + 1; i <= this.log.committed; i++) {
+      if (this.log.entryAt(i)?.type === EntryType.ENTRY_TYPE_CONF_CHANGE) return;
+    }
+    this.campaign_(kind);
+  }
+
+  abortLeaderTransfer(): void {
+    this.leadTransferee = NONE;
+  }
+
+  resetRandomizedElectionTimeout(): void {
+    this.randomizedElectionTimeout =
+      this.cfg.electionTimeoutTicks + this.cfg.rng.intn(this.cfg.electionTimeoutTicks);
+  }
+
+  // ---- private ------------------------------------------------------------
+
+  private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
+    this.assertNotInReady();
+    if (this.role === "leader") return appendProposal(this, [{ term: 0, index: 0, type, data }]);
+    return this.forwardToLeader(
+      makeMessage({
+        type: MessageType.MESSAGE_TYPE_PROPOSE,
+        from: this.id,
+        entries: [{ term: 0, index: 0, type, data }],
+      }),
+    );
+  }
+
+  private forwardToLeader(m: Message): ProposeResult {
+    if (this.role !== "follower" || this.lead === NONE) {
+      return drop("NO_LEADER", "no leader is known; retry when one is elected");
+    }
+    m.to = this.lead;
+    this.send(m);
+    return { ok: true, forwardedTo: this.lead };
+  }
+
+  /** Returns whether the message should be processed further. */
+  private stepHigherTerm(m: Message): boolean {
+    const isVote = m.type === MessageType.MESSAGE_TYPE_VOTE || m.type === MessageType.MESSAGE_TYPE_PRE_VOTE;
+    if (isVote) {
+      // Leader lease: ignore disruptive (pre)votes while a leader is heard from (hard case 1).
+      const inLease =
+        this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTimeoutTicks;
+      if (inLease && !m.transfer) return false;
+    }
+    if (m.type === MessageType.MESSAGE_TYPE_PRE_VOTE) return true; // PreVote never changes our term
+    if (m.type === MessageType.MESSAGE_TYPE_PRE_VOTE_RESPONSE && !m.reject) return true; // granted for a future term
+    const fromLeader =
+      m.type === MessageType.MESSAGE_TYPE_APPEND ||
+      m.type === MessageType.MESSAGE_TYPE_HEARTBEAT ||
+      m.type === MessageType.MESSAGE_TYPE_SNAPSHOT;
+    this.becomeFollower(m.term, fromLeader ? m.from : NONE);
+    return true;
+  }
+
+  private stepLowerTerm(m: Message): void {
+    const fromStaleLeader =
+      m.type === MessageType.MESSAGE_TYPE_APPEND || m.type === MessageType.MESSAGE_TYPE_HEARTBEAT;
+    if ((this.cfg.checkQuorum || this.cfg.preVote) && fromStaleLeader) {
+      // Tell the stale leader our term, so a node stuck at a higher term can rejoin (hard case 2).
+      this.send(makeMessage({ type: MessageType.MESSAGE_TYPE_APPEND_RESPONSE, to: m.from }));
+    } else if (m.type === MessageType.MESSAGE_TYPE_PRE_VOTE) {
+      // Reject at our term so the pre-candidate catches up (hard case 3).
+      this.send(makeMessage({ type: MessageType.MESSAGE_TYPE_PRE_VOTE_RESPONSE, to: m.from, reject: true }));
+    }
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(this.cfg.preVote ? "preElection" : "election");
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.cfg.electionTimeoutTicks) {
+      this.electionElapsed = 0;
+      if (this.cfg.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, NONE); // CheckQuorum: an isolated leader steps down
+        return;
+      }
+      this.abortLeaderTransfer(); // a transfer gets one election timeout (hard case 14)
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      bcastHeartbeat(this);
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.config.voters) {
+      const pr = this.progress.get(id);
+      if (id === this.id || pr?.recentActive) active++;
+      if (pr && id !== this.id) pr.recentActive = false;
+    }
+    return active >= Math.floor(this.config.voters.size / 2) + 1;
+  }
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.lead = NONE;
+    this.verifiedIndex = 0;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetRandomizedElectionTimeout();
+    this.abortLeaderTransfer();
+    this.votes = new Map();
+    // A leader change discards pending reads: clients retry with a fresh index (hard case 11).
+    this.readOnly?.reset();
+    this.pendingReadRequests = [];
+  }
+
+  private applyConfEntry(e: Entry): void {
+    if (e.type !== EntryType.ENTRY_TYPE_CONF_CHANGE) return;
+    const cc = ConfChange.decode(e.data);
+    this.config = this.config.apply(cc);
+    if (this.role !== "leader") {
+      if (!this.promotable() && this.role !== "follower") this.becomeFollower(this.term, NONE);
+      return;
+    }
+    for (const id of this.config.members()) {
+      if (!this.progress.has(id)) {
+        const pr = new Progress(this.log.lastIndex() + 1, this.cfg.maxInflightMsgs);
+        pr.recentActive = true;
+        this.progress.set(id, pr);
+      }
+    }
+    for (const id of [...this.progress.keys()]) if (!this.config.isMember(id)) this.progress.delete(id);
+    if (this.leadTransferee !== NONE && !this.config.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
+    if (!this.promotable()) {
+      // The leader removed itself: hand over to an up-to-date voter, then step down (hard case 10).
+      const successor = [...this.config.voters].find(
+        (id) => this.progress.get(id)?.match === this.log.lastIndex(),
+      );
+      if (successor !== undefined) sendTimeoutNow(this, successor);
+      this.becomeFollower(this.term, NONE);
+      return;
+    }
+    if (maybeCommit(this)) bcastAppend(this);
+  }
+
+  private hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  private persistableHardState(hs: HardState): HardState {
+    return this.knobs.forgetVoteOnRestart ? { ...hs, vote: NONE } : hs;
+  }
+
+  private softState(): SoftState {
+    return { lead: this.lead, role: this.role };
+  }
+
+  private assertNotInReady(): void {
+    assert(!this.inReady, "no step, tick or proposal between ready() and advance()");
+  }
+}
+
+function drop(reason: DropReason, message: string): ProposeResult {
+  return { ok: false, reason, message };
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.lead === b.lead && a.role === b.role;
+}

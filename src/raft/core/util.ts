@@ -1,0 +1,29 @@
+// Small helpers shared by the core's files.
+import type { Message } from "../../gen/raft/v1/raft.js";
+
+/** "No node": ids start at 1. */
+export const NONE = 0;
+
+const EMPTY = new Uint8Array(0);
+
+/** A message with every field at its default, then `fields` (cheaper than fromPartial). */
+export function makeMessage(fields: Partial<Message>): Message {
+  return {
+    type: 0,
+    to: 0,
+    from: 0,
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    snapshot: undefined,
+    reject: false,
+    rejectHint: 0,
+    rejectHintTerm: 0,
+    context: EMPTY,
+    transfer: false,
+    target: 0,
+    ...fields,
+  };
+}

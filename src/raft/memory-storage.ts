@@ -1,0 +1,47 @@
+// Durable-state model kept in memory: what survives a crash in the simulator
+// and in unit tests. It follows the Ready contract exactly as the level-backed
+// storage does.
+import type { Entry, HardState, Snapshot } from "../gen/raft/v1/raft.js";
+import { emptySnapshot } from "./core/bootstrap.js";
+import type { PersistentState, Ready } from "./core/types.js";
+
+export class MemoryStorage {
+  hardState: HardState;
+  snapshot: Snapshot;
+  entries: Entry[];
+
+  constructor(initial: PersistentState) {
+    this.hardState = { ...initial.hardState };
+    this.snapshot = initial.snapshot ?? emptySnapshot();
+    this.entries = [...initial.entries];
+  }
+
+  /** Persists one Ready's durable part, atomically. */
+  persist(rd: Ready): void {
+    if (rd.snapshot) {
+      this.snapshot = rd.snapshot;
+      this.entries = [];
+    }
+    if (rd.entries.length > 0) {
+      const from = rd.entries[0].index;
+      this.entries = this.entries.filter((e) => e.index < from).concat(rd.entries);
+    }
+    if (rd.hardState) this.hardState = { ...rd.hardState };
+  }
+
+  /** The state machine took a snapshot: drop the entries it covers. */
+  compact(snapshot: Snapshot): void {
+    if (snapshot.metadata!.index <= this.snapshot.metadata!.index) return;
+    this.snapshot = snapshot;
+    this.entries = this.entries.filter((e) => e.index > snapshot.metadata!.index);
+  }
+
+  load(): PersistentState {
+    return {
+      hardState: { ...this.hardState },
+      snapshot: this.snapshot,
+      entries: [...this.entries],
+      applied: this.snapshot.metadata!.index,
+    };
+  }
+}
