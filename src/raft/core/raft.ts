@@ -360,6 +360,7 @@ export class Raft {
     this.log.append([noop]);
     // No configuration change until an entry of this term commits (hard case 8).
     this.pendingConfIndex = noop.index;
+    bcastAppend(this);
   }
 
   campaign_(kind: CampaignKind): void {
