@@ -128,6 +128,30 @@ describe("ca/tls: authorization interceptor (DESIGN.md Authorization)", () => {
     await expectRefused(client, ECHO.whoami, grpc.status.UNAUTHENTICATED, "CERT_MISSING");
   });
 
+  it("trusts only the roots it checked, not one hidden in the bundle under another PEM label", async () => {
+    const foreign = RootCA.create({ clusterId: CLUSTER });
+    // OpenSSL reads "X509 CERTIFICATE" blocks as trusted roots; our bundle check must see what OpenSSL sees.
+    const hidden = foreign.certificatePem.replaceAll("CERTIFICATE", "X509 CERTIFICATE");
+    serverHolder.replaceTrustBundle(root.certificatePem + hidden);
+    try {
+      expect(serverHolder.currentTrustBundlePem).to.equal(root.certificatePem);
+      const holder = new TlsCredentialHolder({
+        identity: issueNode(foreign, "manager", "m-hidden-root"),
+        trustBundlePem: foreign.certificatePem + root.certificatePem,
+        logger: silentLogger(),
+      });
+      const client = freshClient(
+        server.target,
+        holder.channelCredentials({ clusterId: CLUSTER, expectedServerRole: "manager" }),
+        "manager",
+      );
+      clients.push(client);
+      await expectRefused(client, ECHO.whoami, grpc.status.UNAUTHENTICATED, "CERT_MISSING");
+    } finally {
+      serverHolder.replaceTrustBundle(root.certificatePem);
+    }
+  });
+
   it("refuses another cluster's certificate (PERMISSION_DENIED, WRONG_CLUSTER)", async () => {
     const client = clientFor(issueNode(otherClusterCa, "manager", "m-x"));
     await expectRefused(client, ECHO.whoami, grpc.status.PERMISSION_DENIED, "WRONG_CLUSTER");

@@ -202,6 +202,15 @@ describe("ca/tls: hitless rotation of certificates and trust bundles (DESIGN.md 
       privateKeyPem: rootB.privateKeyPem(),
     });
     expect(() => serverHolder.replaceIdentity(issueNode(otherCluster, "manager", "m-1"))).to.throw(/cluster/);
+    // OpenSSL serves the first block it can read ("X509 CERTIFICATE" included) as the leaf; the check must see the same one.
+    const unchecked = issueNode(otherCluster, "manager", "m-1");
+    const hiddenLeaf = {
+      privateKeyPem: unchecked.privateKeyPem,
+      certificateChainPem:
+        unchecked.certificateChainPem.replaceAll("CERTIFICATE", "X509 CERTIFICATE") +
+        other.certificateChainPem,
+    };
+    expect(() => serverHolder.replaceIdentity(hiddenLeaf)).to.throw(/not applied/);
     expect(() => serverHolder.replaceTrustBundle("not a bundle")).to.throw(/trust bundle/);
     expect(() => serverHolder.replaceTrustBundle(other.certificateChainPem)).to.throw(/not a CA/);
     expect(serverHolder.currentIdentity.serialNumber).to.equal(before);

@@ -11,7 +11,7 @@ import type { Logger } from "../../log/logger.js";
 import { trustBundleFromPem, verifyCertificates } from "../chain.js";
 import { CaError, CredentialsRejectedError } from "../errors.js";
 import { type NodeIdentity, parseNodeCertificate } from "../node-identity.js";
-import { certificatesFromPem } from "../pem.js";
+import { certificatesFromPem, pemOf } from "../pem.js";
 import type { NodeRole } from "../profile.js";
 import { verifyServerNode } from "./server-identity.js";
 
@@ -54,8 +54,11 @@ export class TlsCredentialHolder implements CertificateProvider {
     this.logger = options.logger.child({ component: "tls-credentials" });
     this.now = options.now ?? (() => new Date());
     this.trustBundlePem = validateTrustBundle(options.trustBundlePem);
-    this.identityInfo = this.validateIdentity(options.identity, this.trustBundlePem, undefined);
-    this.identity = options.identity;
+    [this.identity, this.identityInfo] = this.validateIdentity(
+      options.identity,
+      this.trustBundlePem,
+      undefined,
+    );
   }
 
   /** The node identity new handshakes present. */
@@ -69,8 +72,12 @@ export class TlsCredentialHolder implements CertificateProvider {
 
   /** A renewed certificate (and possibly key). Throws CredentialsRejectedError and keeps the old one if invalid. */
   replaceIdentity(identity: NodeTlsIdentity): void {
-    const info = this.validateIdentity(identity, this.trustBundlePem, this.identityInfo.clusterId);
-    this.identity = identity;
+    const [validated, info] = this.validateIdentity(
+      identity,
+      this.trustBundlePem,
+      this.identityInfo.clusterId,
+    );
+    this.identity = validated;
     this.identityInfo = info;
     this.logger.info(
       { nodeId: info.nodeId, role: info.role, serial: info.serialNumber, issuerKeyId: info.issuerKeyId },
@@ -157,16 +164,23 @@ export class TlsCredentialHolder implements CertificateProvider {
     };
   }
 
+  /** The identity to push (its chain re-encoded from what was checked) and what it says. */
   private validateIdentity(
     identity: NodeTlsIdentity,
     trustBundlePem: string,
     expectedClusterId: string | undefined,
-  ): NodeIdentity {
+  ): [NodeTlsIdentity, NodeIdentity] {
     try {
-      // Builds the context OpenSSL would use: catches unparseable PEM and a key that does not match the leaf.
-      createSecureContext({ key: identity.privateKeyPem, cert: identity.certificateChainPem });
       const [leaf, ...intermediates] = certificatesFromPem(identity.certificateChainPem);
       if (!leaf) throw new CredentialsRejectedError("empty certificate chain");
+      // OpenSSL also reads PEM labels our parser skips ("TRUSTED CERTIFICATE", "X509 CERTIFICATE"):
+      // push only the certificates checked here, so the leaf OpenSSL serves is the one verified.
+      const validated = {
+        privateKeyPem: identity.privateKeyPem,
+        certificateChainPem: pemOf([leaf, ...intermediates]),
+      };
+      // Builds the context OpenSSL would use: catches an unparseable key and a key that does not match the leaf.
+      createSecureContext({ key: validated.privateKeyPem, cert: validated.certificateChainPem });
       verifyCertificates(leaf, intermediates, trustBundleFromPem(trustBundlePem), this.now());
       const info = parseNodeCertificate(leaf.raw);
       if (expectedClusterId !== undefined && info.clusterId !== expectedClusterId) {
@@ -174,7 +188,7 @@ export class TlsCredentialHolder implements CertificateProvider {
           `certificate is for cluster ${info.clusterId}, not ${expectedClusterId}`,
         );
       }
-      return info;
+      return [validated, info];
     } catch (error) {
       throw this.rejected("node certificate", error);
     }
@@ -190,11 +204,13 @@ export class TlsCredentialHolder implements CertificateProvider {
   }
 }
 
+/** The bundle to push: only the roots checked here, re-encoded, whatever else the input held. */
 function validateTrustBundle(trustBundlePem: string): string {
   try {
-    trustBundleFromPem(trustBundlePem);
-    createSecureContext({ ca: trustBundlePem });
-    return trustBundlePem;
+    // OpenSSL would also trust blocks our parser skips ("TRUSTED CERTIFICATE", "X509 CERTIFICATE").
+    const validated = pemOf(trustBundleFromPem(trustBundlePem));
+    createSecureContext({ ca: validated });
+    return validated;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new CredentialsRejectedError(`trust bundle: ${reason}`, { cause: error });
