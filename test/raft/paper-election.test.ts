@@ -156,6 +156,22 @@ describe("Raft paper §5.4.1 election restriction", () => {
     expect(c.leaders()).to.deep.equal([1]);
   });
 
+  it("§5.4.1 control: with knob voteWithoutUpToDateCheck the stale candidate wins and overwrites the newer log", () => {
+    const c = clusterWithLogs(
+      [1, 2, 3],
+      { 1: { terms: [2, 2, 2] }, 2: { terms: [3] }, 3: { terms: [] } },
+      { preVote: false, checkQuorum: false, knobs: { voteWithoutUpToDateCheck: true } },
+    );
+    c.crash(3);
+    c.raft(1).campaign();
+    c.deliverAll();
+    expect(c.leaders()).to.deep.equal([1]);
+    // Node 2's newer entry (index 4, term 3) was overwritten by the stale leader's term-2 entries.
+    c.tickAll(1);
+    expect(c.raft(2).log.term(4)).to.equal(2);
+    expect(termsAfterBootstrap(c, 2, 3)).to.deep.equal(termsAfterBootstrap(c, 1, 3));
+  });
+
   it("§5.4.1 with PreVote the stale candidate is refused at the pre-vote and its term does not move", () => {
     const c = clusterWithLogs([1, 2, 3], { 1: { terms: [2] }, 2: { terms: [2, 2] }, 3: { terms: [] } });
     c.crash(3);
