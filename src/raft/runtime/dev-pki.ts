@@ -1,0 +1,31 @@
+// Certificates for local clusters started by tests, benchmarks and the demo:
+// one root and a manager certificate per member (CN = the raft member id), in
+// the state-dir layout of DESIGN.md (certificates/node.key, node.crt, ca.crt).
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { writeCertificateFile, writePrivateKeyFile } from "../../ca/atomic-file.js";
+import { checkNodeCsr, createNodeCsr } from "../../ca/csr.js";
+import { RootCA } from "../../ca/root-ca.js";
+
+export interface DevPki {
+  clusterId: string;
+  root: RootCA;
+}
+
+export function createDevPki(clusterId: string): DevPki {
+  return { clusterId, root: RootCA.create({ clusterId }) };
+}
+
+/** Writes node.key, node.crt and ca.crt for a manager with this member id into `dir`. */
+export async function writeMemberCertificates(pki: DevPki, memberId: number, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const { privateKeyPem, csrPem } = createNodeCsr();
+  const issued = pki.root.issueNodeCertificate({
+    csr: checkNodeCsr(csrPem),
+    role: "manager",
+    nodeId: String(memberId),
+  });
+  await writePrivateKeyFile(join(dir, "node.key"), privateKeyPem);
+  await writeCertificateFile(join(dir, "node.crt"), issued.chainPem);
+  await writeCertificateFile(join(dir, "ca.crt"), pki.root.certificatePem);
+}

@@ -1,0 +1,150 @@
+// One Raft member as a process, for the runtime's tests and benchmark until the
+// full node daemon exists: level storage in --data-dir, mTLS from --tls-dir
+// (node.key, node.crt, ca.crt), the Raft transport and a small KV service on
+// one gRPC port. Prints one JSON line {"event":"listening",...} on stdout once
+// serving; stops gracefully on SIGTERM/SIGINT.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { Command } from "commander";
+import { NodeAuthorizer } from "../../ca/tls/authorization.js";
+import { TlsCredentialHolder } from "../../ca/tls/credential-holder.js";
+import { KVServiceService } from "../../gen/kv/v1/kv.js";
+import { RaftTransportServiceService } from "../../gen/raft/v1/transport.js";
+import { createLogger } from "../../log/logger.js";
+import { bootstrapState, joiningState } from "../core/bootstrap.js";
+import { GrpcTransport, RAFT_SERVER_OPTIONS, raftTransportService } from "./grpc-transport.js";
+import { kvService } from "./kv-service.js";
+import { KVStateMachine } from "./kv-state-machine.js";
+import { LevelStorage } from "./level-storage.js";
+import { RaftNode } from "./node.js";
+
+const MANAGER_ONLY = { roles: ["manager"] } as const;
+
+function parsePeers(spec: string): Map<number, string> {
+  const peers = new Map<number, string>();
+  for (const part of spec.split(",").filter(Boolean)) {
+    const [id, address] = part.split("=");
+    const n = Number(id);
+    if (!Number.isInteger(n) || n < 1 || !address)
+      throw new Error(`bad --peers entry "${part}" (want ID=HOST:PORT)`);
+    peers.set(n, address);
+  }
+  return peers;
+}
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .name("raft-member")
+    .requiredOption("--id <n>", "this member's raft id")
+    .requiredOption("--listen <host:port>", "address to serve on")
+    .requiredOption("--data-dir <dir>", "raft state directory")
+    .requiredOption("--tls-dir <dir>", "directory with node.key, node.crt, ca.crt")
+    .requiredOption("--cluster-id <id>", "cluster id (the O of every certificate)")
+    .requiredOption(
+      "--peers <list>",
+      "ID=HOST:PORT,... of the founding voters (or known members with --join)",
+    )
+    .option("--join", "start empty and wait to be added as a learner")
+    .option("--tick-ms <ms>", "raft tick", "100")
+    .option("--snapshot-every <n>", "compact the log every N applied entries", "10000")
+    .parse()
+    .opts<{
+      id: string;
+      listen: string;
+      dataDir: string;
+      tlsDir: string;
+      clusterId: string;
+      peers: string;
+      join?: boolean;
+      tickMs: string;
+      snapshotEvery: string;
+    }>();
+  const id = Number(opts.id);
+  const peers = parsePeers(opts.peers);
+  const logger = createLogger({ member: id });
+
+  const initial = opts.join ? joiningState() : bootstrapState([...peers.keys()]);
+  const storage = await LevelStorage.open(opts.dataDir, id, initial);
+  const kv = new KVStateMachine();
+  const node = new RaftNode({
+    id,
+    storage,
+    stateMachine: kv,
+    logger,
+    tickMs: Number(opts.tickMs),
+    snapshotEveryEntries: Number(opts.snapshotEvery),
+  });
+
+  const read = (name: string) => readFileSync(join(opts.tlsDir, name), "utf8");
+  const credentials = new TlsCredentialHolder({
+    identity: { privateKeyPem: read("node.key"), certificateChainPem: read("node.crt") },
+    trustBundlePem: read("ca.crt"),
+    logger,
+  });
+  const authorizer = new NodeAuthorizer({
+    clusterId: opts.clusterId,
+    isNodeRemoved: () => false,
+    logger,
+    policy: Object.fromEntries(
+      [...Object.values(RaftTransportServiceService), ...Object.values(KVServiceService)].map((m) => [
+        m.path,
+        MANAGER_ONLY,
+      ]),
+    ),
+  });
+  const transport = new GrpcTransport({
+    selfId: id,
+    credentials: credentials.channelCredentials({ clusterId: opts.clusterId, expectedServerRole: "manager" }),
+    events: node,
+    logger,
+  });
+  for (const [peerId, address] of peers) transport.addPeer(peerId, address);
+
+  const server = new grpc.Server({ ...RAFT_SERVER_OPTIONS, interceptors: [authorizer.interceptor()] });
+  server.addService(
+    RaftTransportServiceService,
+    raftTransportService({
+      events: node,
+      logger,
+      peerIdOf: (call) => {
+        const n = Number(authorizer.peerIdentity(call)?.nodeId);
+        return Number.isInteger(n) && n > 0 ? n : undefined;
+      },
+    }),
+  );
+  server.addService(KVServiceService, kvService(node, kv));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      opts.listen,
+      credentials.serverCredentials({ requireClientCertificate: true }),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ),
+  );
+  node.start(transport);
+  process.stdout.write(`${JSON.stringify({ event: "listening", id, port })}\n`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping");
+    server.tryShutdown(() => undefined);
+    node
+      .stop()
+      .then(() => process.exit(0))
+      .catch((err: unknown) => {
+        logger.error({ err }, "unclean stop");
+        process.exit(1);
+      });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  node.on("fatal", () => process.exit(1));
+}
+
+main().catch((err: unknown) => {
+  const e = err as Error & { code?: string };
+  process.stderr.write(`raft-member: ${e.code ? `${e.code}: ` : ""}${e.message}\n`);
+  process.exit(1);
+});
