@@ -41,6 +41,7 @@ import {
 import {
   authorityKeyIdentifier,
   buildName,
+  caKeyIdentifierOf,
   ecdsaWithSha256,
   extension,
   hex,
@@ -89,7 +90,7 @@ export class RootCA {
     this.certificate = new X509Certificate(certificateDer);
     this.certificatePem = toPem("CERTIFICATE", certificateDer);
     this.parsed = AsnConvert.parse(certificateDer, Certificate);
-    this.keyIdBytes = keyIdentifierOf(this.parsed.tbsCertificate.subjectPublicKeyInfo);
+    this.keyIdBytes = caKeyIdentifierOf(this.parsed.tbsCertificate);
     this.keyId = hex(this.keyIdBytes);
     this.leafConstantExtensions = [
       extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
@@ -219,7 +220,7 @@ export class RootCA {
       subject: parsed.subject,
       issuer: this.parsed.tbsCertificate.subject,
       spki: parsed.subjectPublicKeyInfo,
-      subjectKeyId: keyIdentifierOf(parsed.subjectPublicKeyInfo),
+      subjectKeyId: caKeyIdentifierOf(parsed),
       issuerKeyId: this.keyIdBytes,
       notBefore: parsed.validity.notBefore.getTime(),
       notAfter: new Date(notAfter),

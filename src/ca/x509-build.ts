@@ -10,9 +10,11 @@ import {
   AuthorityKeyIdentifier,
   Certificate,
   Extension,
+  id_ce_subjectKeyIdentifier,
   KeyIdentifier,
   Name,
   RelativeDistinguishedName,
+  SubjectKeyIdentifier,
   SubjectPublicKeyInfo,
   type TBSCertificate,
 } from "@peculiar/asn1-x509";
@@ -86,6 +88,17 @@ export function randomSerialNumber(): ArrayBuffer {
 export function keyIdentifierOf(spki: SubjectPublicKeyInfo): ArrayBuffer {
   const digest = createHash("sha1").update(new Uint8Array(spki.subjectPublicKey)).digest();
   return digest.buffer.slice(digest.byteOffset, digest.byteOffset + digest.byteLength);
+}
+
+/**
+ * The key id a CA certificate names itself by: its own subjectKeyIdentifier when it
+ * has one (an imported root may not use method 1), else method 1. Certificates it
+ * issues must name this id as their authority key id or verifiers will not match them.
+ */
+export function caKeyIdentifierOf(tbs: TBSCertificate): ArrayBuffer {
+  const ski = tbs.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
+  if (!ski) return keyIdentifierOf(tbs.subjectPublicKeyInfo);
+  return AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer;
 }
 
 export function spkiOf(key: KeyObject): SubjectPublicKeyInfo {

@@ -1,4 +1,5 @@
 import { X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { expect } from "chai";
 import { verifyChain } from "../../src/ca/chain.js";
 import { checkNodeCsr, createNodeCsr } from "../../src/ca/csr.js";
@@ -170,5 +171,61 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
         privateKeyPem: rootB.privateKeyPem(),
       }),
     ).to.throw(CertInvalidError, /does not match/);
+  });
+
+  it("names an imported root by its own subject key id, which need not be the key's SHA-1", async () => {
+    const keyFile = await dir.file("imported.key", rootB.privateKeyPem());
+    const config = await dir.file(
+      "imported.cnf",
+      [
+        "[req]",
+        "distinguished_name = dn",
+        "[dn]",
+        "[root]",
+        "subjectKeyIdentifier = 0102030405060708",
+        "authorityKeyIdentifier = keyid:always",
+        "basicConstraints = critical, CA:true",
+        "keyUsage = critical, keyCertSign, cRLSign",
+        "",
+      ].join("\n"),
+    );
+    const certFile = `${dir.path}/imported.crt`;
+    const made = await run("openssl", [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      keyFile,
+      "-subj",
+      "/O=cluster-1/CN=imported-root",
+      "-days",
+      "365",
+      "-config",
+      config,
+      "-extensions",
+      "root",
+      "-out",
+      certFile,
+    ]);
+    expect(made.code, made.stderr).to.equal(0);
+    const imported = RootCA.fromPem({
+      clusterId: "cluster-1",
+      certificatePem: await readFile(certFile, "utf8"),
+      privateKeyPem: rootB.privateKeyPem(),
+    });
+    expect(imported.keyId).to.equal("0102030405060708");
+    const issued = imported.issueNodeCertificate({ csr, role: "worker", nodeId: "w7" });
+    const direct = await opensslVerify(dir, {
+      trusted: imported.certificatePem,
+      leaf: issued.certificatePem,
+    });
+    expect(direct.code, direct.stdout + direct.stderr).to.equal(0);
+    // Rotating to the imported root: its leaves reach the old root through the cross-signed twin.
+    const viaOld = await opensslVerify(dir, {
+      trusted: rootA.certificatePem,
+      untrusted: rootA.crossSignRoot(imported.certificatePem),
+      leaf: issued.certificatePem,
+    });
+    expect(viaOld.code, viaOld.stdout + viaOld.stderr).to.equal(0);
   });
 });
