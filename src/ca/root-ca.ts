@@ -28,7 +28,7 @@ import {
   Version,
 } from "@peculiar/asn1-x509";
 import type { CheckedCsr } from "./csr.js";
-import { CertInvalidError } from "./errors.js";
+import { CertExpiredError, CertInvalidError } from "./errors.js";
 import { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
 import { certificatesFromPem } from "./pem.js";
 import {
@@ -164,6 +164,10 @@ export class RootCA {
     const rootNotAfter = new Date(this.certificate.validTo);
     // A leaf outliving its issuer would fail verification everywhere; cap it.
     const notAfter = new Date(Math.min(now.getTime() + lifetimeMs, rootNotAfter.getTime()));
+    // Past the root's expiry the cap would put notAfter before notBefore: a certificate nobody accepts.
+    if (notAfter <= now) {
+      throw new CertExpiredError("of the root CA", new Date(this.certificate.validFrom), rootNotAfter, now);
+    }
     const spki = request.csr.subjectPublicKeyInfo;
     const serial = randomSerialNumber();
     const tbs = new TBSCertificate({

@@ -66,6 +66,13 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
     expect(serials.size).to.equal(50);
   });
 
+  it("refuses to issue once the root itself has expired", () => {
+    const afterRoot = new Date(Date.parse(rootA.certificate.validTo) + HOUR);
+    expect(() => rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w8", now: afterRoot }))
+      .to.throw(CertExpiredError)
+      .with.property("code", "CERT_EXPIRED");
+  });
+
   it("enforces the 1 minute minimum lifetime", () => {
     expect(() =>
       rootA.issueNodeCertificate({ csr, role: "worker", nodeId: "w", lifetimeMs: 59_000 }),
