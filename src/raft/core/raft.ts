@@ -76,6 +76,13 @@ export class Raft {
   leadTransferee = NONE;
   /** A new configuration change waits until the log is applied past this. */
   pendingConfIndex = 0;
+  /**
+   * Leader: members whose progress was dropped (removed) during this term. Their
+   * replies to this term's appends may still be in flight, and nothing tells them
+   * apart from a new member's, so they are not re-added until the term changes
+   * (hard case 29).
+   */
+  removedThisTerm = new Set<number>();
   uncommittedBytes = 0;
   /**
    * Follower: the last index the current leader's messages proved to match its
@@ -341,6 +348,7 @@ export class Raft {
     this.lead = this.id;
     this.stepRole = stepLeader;
     this.progress = new Map();
+    this.removedThisTerm = new Set();
     for (const id of this.config.members()) {
       const pr = new Progress(this.log.lastIndex() + 1, this.cfg.maxInflightMsgs);
       if (id === this.id) {
@@ -553,7 +561,11 @@ export class Raft {
         this.progress.set(id, pr);
       }
     }
-    for (const id of [...this.progress.keys()]) if (!this.config.isMember(id)) this.progress.delete(id);
+    for (const id of [...this.progress.keys()]) {
+      if (this.config.isMember(id)) continue;
+      this.progress.delete(id);
+      this.removedThisTerm.add(id);
+    }
     if (this.leadTransferee !== NONE && !this.config.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
     if (!this.promotable()) {
       // The leader removed itself: hand over to an up-to-date voter, then step down (hard case 10).

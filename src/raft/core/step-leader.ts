@@ -1,5 +1,12 @@
 // The leader: replication with flow control, commit, reads, transfers.
-import { ConfChange, type Entry, EntryType, type Message, MessageType } from "../../gen/raft/v1/raft.js";
+import {
+  ConfChange,
+  ConfChangeType,
+  type Entry,
+  EntryType,
+  type Message,
+  MessageType,
+} from "../../gen/raft/v1/raft.js";
 import { entrySizeBytes } from "./log.js";
 import { hasQuorum, quorumMatchedIndex } from "./quorum.js";
 import type { Raft } from "./raft.js";
@@ -59,6 +66,13 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
     }
     const why = r.config.validate(cc);
     if (why) return dropped("INVALID_CONF_CHANGE", why);
+    if (cc.type !== ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && r.removedThisTerm.has(cc.nodeId)) {
+      // Its old replies could pass for the new member's (hard case 29).
+      return dropped(
+        "INVALID_CONF_CHANGE",
+        `node ${cc.nodeId} was removed in this term; re-add it after a leader change`,
+      );
+    }
     confIndex = first + i;
   }
   const entries = proposed.map((e, i) => ({ term: r.term, index: first + i, type: e.type, data: e.data }));
