@@ -34,7 +34,7 @@ describe("raft hard cases B: membership", () => {
     expect(second).to.deep.include({ ok: false, reason: "CONF_CHANGE_PENDING" });
     c.deliverAll();
     expect(c.raft(1).status().voters).to.deep.equal([1, 2]);
-    expect(c.raft(1).proposeConfChange(confChange(CC.CONF_CHANGE_TYPE_ADD_LEARNER, 3)).ok).to.equal(true);
+    expect(c.raft(1).proposeConfChange(confChange(CC.CONF_CHANGE_TYPE_ADD_LEARNER, 4)).ok).to.equal(true);
   });
 
   it("hard case 8: a leader inheriting another term's uncommitted change cannot stack a second one on it", () => {
