@@ -48,6 +48,8 @@ export class Progress {
   pendingSnapshot = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
+  /** The highest commit index sent to this follower in an append. */
+  sentCommit = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflight: number) {

@@ -117,7 +117,8 @@ function handleSnapshot(r: Raft, m: Message): void {
     // Our log already has it: keep the entries after it, just commit.
     r.verifiedIndex = Math.max(r.verifiedIndex, meta.index);
     r.log.commitTo(meta.index);
-    reply(r.log.lastIndex());
+    // Only up to the commit index is known to match; our tail may still conflict.
+    reply(r.log.committed);
     return;
   }
   r.log.restore(snap);

@@ -143,6 +143,7 @@ export function sendAppend(r: Raft, to: number, sendIfEmpty: boolean): boolean {
       commit: r.log.committed,
     }),
   );
+  pr.sentCommit = Math.max(pr.sentCommit, r.log.committed);
   if (pr.state === "replicate" && entries.length > 0) {
     const last = entries[entries.length - 1].index;
     pr.next = last + 1;
@@ -183,6 +184,10 @@ function handleAppendResponse(r: Raft, m: Message): void {
     pr.inflights.freeLE(m.index);
   }
   if (maybeCommit(r)) bcastAppend(r);
+  else if (m.from !== r.id && pr.sentCommit < Math.min(pr.match, r.log.committed)) {
+    // This follower has entries we committed but was never told: tell it now, not at the next heartbeat.
+    sendAppend(r, m.from, true);
+  }
   while (sendAppend(r, m.from, false)) {
     // keep filling the follower's inflight window
   }

@@ -27,12 +27,16 @@ interface Meta {
 export class LevelStorage {
   private lastIndex = 0;
   private snapshotIndex = 0;
+  private persistedHardState: HardState;
+  /** Batches written, and how many of them needed an fsync (for tests and metrics). */
+  readonly writes = { batches: 0, synced: 0 };
 
   private constructor(
     private readonly db: ClassicLevel<string, Uint8Array>,
     readonly dir: string,
     private readonly state: PersistentState,
   ) {
+    this.persistedHardState = state.hardState;
     this.snapshotIndex = state.snapshot.metadata!.index;
     this.lastIndex =
       state.entries.length > 0 ? state.entries[state.entries.length - 1].index : this.snapshotIndex;
@@ -93,9 +97,20 @@ export class LevelStorage {
     return this.state;
   }
 
-  /** Persists the durable part of a Ready as one synced batch. */
+  /**
+   * Persists the durable part of a Ready as one atomic batch. It is fsynced when
+   * it holds entries, a snapshot, or a new term or vote (what a response may
+   * acknowledge); a batch that only moves the commit index is not: a restarted
+   * member learns the commit index again from the leader (etcd's MustSync).
+   */
   async persist(rd: Ready): Promise<void> {
     const ops: Batch[] = [];
+    const hs = rd.hardState;
+    const mustSync =
+      rd.snapshot !== undefined ||
+      rd.entries.length > 0 ||
+      (hs !== undefined &&
+        (hs.term !== this.persistedHardState.term || hs.vote !== this.persistedHardState.vote));
     if (rd.snapshot) {
       // The core replaced its whole log with the snapshot.
       for (let i = this.snapshotIndex + 1; i <= this.lastIndex; i++)
@@ -113,9 +128,14 @@ export class LevelStorage {
       for (let i = last + 1; i <= this.lastIndex; i++) ops.push({ type: "del", key: entryKey(i) });
       if (first <= this.lastIndex + 1) this.lastIndex = last;
     }
-    if (rd.hardState)
-      ops.push({ type: "put", key: HARD_STATE, value: HardState.encode(rd.hardState).finish() });
-    if (ops.length > 0) await this.db.batch(ops, { sync: true });
+    if (hs) {
+      ops.push({ type: "put", key: HARD_STATE, value: HardState.encode(hs).finish() });
+      this.persistedHardState = hs;
+    }
+    if (ops.length === 0) return;
+    await this.db.batch(ops, { sync: mustSync });
+    this.writes.batches++;
+    if (mustSync) this.writes.synced++;
   }
 
   /** Stores the state machine's snapshot and drops the entries it covers. */

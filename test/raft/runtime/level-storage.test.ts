@@ -150,3 +150,18 @@ describe("raft runtime: level storage", () => {
     await expectCode(LevelStorage.open(dir, 1), "RAFT_STATE_CORRUPT");
   });
 });
+
+describe("raft runtime: level storage fsync policy", () => {
+  it("fsyncs entries, snapshots, term and vote, but not a commit-only change (etcd's MustSync)", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
+    const s = await LevelStorage.open(dir, 1, bootstrapState([1]));
+    await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
+    await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } }));
+    await s.persist(ready({ hardState: { term: 2, vote: 1, commit: 2 } }));
+    expect(s.writes).to.deep.equal({ batches: 3, synced: 2 });
+    await s.close();
+    const again = await LevelStorage.open(dir, 1);
+    expect(again.load().hardState).to.deep.equal({ term: 2, vote: 1, commit: 2 });
+    await again.close();
+  });
+});
