@@ -23,8 +23,10 @@ export class MemoryStorage {
       this.entries = [];
     }
     if (rd.entries.length > 0) {
-      const from = rd.entries[0].index;
-      this.entries = this.entries.filter((e) => e.index < from).concat(rd.entries);
+      // Entries are contiguous after the snapshot: truncate by position, then append.
+      const keep = rd.entries[0].index - this.snapshot.metadata!.index - 1;
+      if (keep < this.entries.length) this.entries.length = Math.max(0, keep);
+      for (const e of rd.entries) this.entries.push(e);
     }
     if (rd.hardState) this.hardState = { ...rd.hardState };
   }

@@ -13,19 +13,13 @@ import {
 } from "../../gen/raft/v1/raft.js";
 import { assert } from "./assert.js";
 import { Configuration } from "./config.js";
+import { hup, tickElection, tickHeartbeat } from "./election.js";
 import { RaftLog } from "./log.js";
+import { applyConfEntry } from "./membership.js";
 import { Progress } from "./progress.js";
 import { ReadOnlyQueue } from "./readonly.js";
 import { stepCandidate, stepFollower } from "./step-follower.js";
-import {
-  appendProposal,
-  bcastAppend,
-  bcastHeartbeat,
-  handleReadIndex,
-  maybeCommit,
-  sendTimeoutNow,
-  stepLeader,
-} from "./step-leader.js";
+import { appendProposal, bcastAppend, handleReadIndex, maybeCommit, stepLeader } from "./step-leader.js";
 import type {
   DropReason,
   PersistentState,
@@ -42,7 +36,6 @@ import { makeMessage, NONE } from "./util.js";
 import { handleVoteRequest } from "./vote.js";
 
 type StepFn = (r: Raft, m: Message) => void;
-type CampaignKind = "preElection" | "election" | "transfer";
 
 /** Responses that acknowledge durable state: sent only after the Ready is persisted. */
 const AFTER_PERSIST = new Set([
@@ -129,7 +122,7 @@ export class Raft {
     this.config = Configuration.fromConfState(state.snapshot.metadata?.confState);
     // Configuration changes the state machine already applied (apply-time activation).
     for (let i = this.log.snapshotIndex() + 1; i <= this.log.applied; i++)
-      this.applyConfEntry(this.log.entryAt(i)!);
+      applyConfEntry(this, this.log.entryAt(i)!);
     this.readOnly = new ReadOnlyQueue(this.cfg.maxPendingReads);
     this.prevHardState = this.hardState();
     this.becomeFollower(this.term, NONE);
@@ -140,8 +133,8 @@ export class Raft {
 
   tick(): void {
     this.assertNotInReady();
-    if (this.role === "leader") this.tickHeartbeat();
-    else this.tickElection();
+    if (this.role === "leader") tickHeartbeat(this);
+    else tickElection(this);
   }
 
   step(m: Message): void {
@@ -194,7 +187,7 @@ export class Raft {
   /** Starts an election now (tests and `--force-new-cluster`); PreVote applies. */
   campaign(): void {
     this.assertNotInReady();
-    this.hup(this.cfg.preVote ? "preElection" : "election");
+    hup(this, this.cfg.preVote ? "preElection" : "election");
   }
 
   /** The transport reports the outcome of sending a snapshot (hard case 18). */
@@ -275,7 +268,7 @@ export class Raft {
     if (done.lastEntry > 0) this.log.stableTo(done.lastEntry);
     if (done.lastApplied > 0) {
       for (let i = this.log.applied + 1; i <= done.lastApplied; i++)
-        this.applyConfEntry(this.log.entryAt(i)!);
+        applyConfEntry(this, this.log.entryAt(i)!);
       this.log.appliedTo(done.lastApplied);
     }
     if (this.role === "leader") {
@@ -371,64 +364,8 @@ export class Raft {
     bcastAppend(this);
   }
 
-  campaign_(kind: CampaignKind): void {
-    let voteType: MessageType;
-    let term: number;
-    if (kind === "preElection") {
-      this.becomePreCandidate();
-      voteType = MessageType.MESSAGE_TYPE_PRE_VOTE;
-      term = this.term + 1; // not adopted until a real election
-    } else {
-      this.becomeCandidate();
-      voteType = MessageType.MESSAGE_TYPE_VOTE;
-      term = this.term;
-    }
-    this.votes.set(this.id, true);
-    if (this.pollVotes() === "won") {
-      if (kind === "preElection") this.campaign_("election");
-      else this.becomeLeader();
-      return;
-    }
-    for (const id of this.config.voters) {
-      if (id === this.id) continue;
-      this.send(
-        makeMessage({
-          type: voteType,
-          to: id,
-          term,
-          index: this.log.lastIndex(),
-          logTerm: this.log.lastTerm(),
-          transfer: kind === "transfer",
-        }),
-      );
-    }
-  }
-
-  pollVotes(): "won" | "lost" | "pending" {
-    let granted = 0;
-    let rejected = 0;
-    for (const id of this.config.voters) {
-      const v = this.votes.get(id);
-      if (v === true) granted++;
-      else if (v === false) rejected++;
-    }
-    const quorum = Math.floor(this.config.voters.size / 2) + 1;
-    if (granted >= quorum) return "won";
-    if (rejected > this.config.voters.size - quorum) return "lost";
-    return "pending";
-  }
-
   restoreConfig(cs: ConfState | undefined): void {
     this.config = Configuration.fromConfState(cs);
-  }
-
-  hup(kind: CampaignKind): void {
-    if (this.role === "leader" || !this.promotable()) return;
-    // No campaign while committed configuration changes are unapplied (hard case 9).
-    for (let i = this.log.applied + 1; i <= this.log.committed; i++) {
-      if (this.log.entryAt(i)?.type === EntryType.ENTRY_TYPE_CONF_CHANGE) return;
-    }
-    this.campaign_(kind);
   }
 
   abortLeaderTransfer(): void {
@@ -494,42 +431,8 @@ export class Raft {
     }
   }
 
-  private tickElection(): void {
-    this.electionElapsed++;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
-      this.electionElapsed = 0;
-      this.hup(this.cfg.preVote ? "preElection" : "election");
-    }
-  }
-
-  private tickHeartbeat(): void {
-    this.heartbeatElapsed++;
-    this.electionElapsed++;
-    if (this.electionElapsed >= this.cfg.electionTimeoutTicks) {
-      this.electionElapsed = 0;
-      if (this.cfg.checkQuorum && !this.quorumActive()) {
-        this.becomeFollower(this.term, NONE); // CheckQuorum: an isolated leader steps down
-        return;
-      }
-      this.abortLeaderTransfer(); // a transfer gets one election timeout (hard case 14)
-    }
-    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
-      this.heartbeatElapsed = 0;
-      bcastHeartbeat(this);
-    }
-  }
-
-  private quorumActive(): boolean {
-    let active = 0;
-    for (const id of this.config.voters) {
-      const pr = this.progress.get(id);
-      if (id === this.id || pr?.recentActive) active++;
-      if (pr && id !== this.id) pr.recentActive = false;
-    }
-    return active >= Math.floor(this.config.voters.size / 2) + 1;
-  }
-
-  private reset(term: number): void {
+  /** Resets per-term state; `term` becomes current (the vote is kept within a term). */
+  reset(term: number): void {
     if (this.term !== term) {
       this.term = term;
       this.vote = NONE;
@@ -544,39 +447,6 @@ export class Raft {
     // A leader change discards pending reads: clients retry with a fresh index (hard case 11).
     this.readOnly?.reset();
     this.pendingReadRequests = [];
-  }
-
-  private applyConfEntry(e: Entry): void {
-    if (e.type !== EntryType.ENTRY_TYPE_CONF_CHANGE) return;
-    const cc = ConfChange.decode(e.data);
-    this.config = this.config.apply(cc);
-    if (this.role !== "leader") {
-      if (!this.promotable() && this.role !== "follower") this.becomeFollower(this.term, NONE);
-      return;
-    }
-    for (const id of this.config.members()) {
-      if (!this.progress.has(id)) {
-        const pr = new Progress(this.log.lastIndex() + 1, this.cfg.maxInflightMsgs);
-        pr.recentActive = true;
-        this.progress.set(id, pr);
-      }
-    }
-    for (const id of [...this.progress.keys()]) {
-      if (this.config.isMember(id)) continue;
-      this.progress.delete(id);
-      this.removedThisTerm.add(id);
-    }
-    if (this.leadTransferee !== NONE && !this.config.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
-    if (!this.promotable()) {
-      // The leader removed itself: hand over to an up-to-date voter, then step down (hard case 10).
-      const successor = [...this.config.voters].find(
-        (id) => this.progress.get(id)?.match === this.log.lastIndex(),
-      );
-      if (successor !== undefined) sendTimeoutNow(this, successor);
-      this.becomeFollower(this.term, NONE);
-      return;
-    }
-    if (maybeCommit(this)) bcastAppend(this);
   }
 
   private hardState(): HardState {

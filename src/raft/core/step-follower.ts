@@ -1,5 +1,6 @@
 // How followers and (pre-)candidates react to messages at their term.
 import { type Message, MessageType } from "../../gen/raft/v1/raft.js";
+import { campaign, hup, pollVotes } from "./election.js";
 import type { Raft } from "./raft.js";
 import { makeMessage, NONE } from "./util.js";
 
@@ -28,7 +29,7 @@ export function stepFollower(r: Raft, m: Message): void {
       return;
     case MessageType.MESSAGE_TYPE_TIMEOUT_NOW:
       // A leadership transfer: campaign at once, skipping PreVote (hard case 14).
-      r.hup("transfer");
+      hup(r, "transfer");
       return;
     case MessageType.MESSAGE_TYPE_READ_INDEX_RESPONSE:
       r.readStates.push({ index: m.index, context: m.context });
@@ -62,9 +63,9 @@ export function stepCandidate(r: Raft, m: Message): void {
   // Only answers to this campaign count: a stale pre-vote is not a vote (hard case 6).
   if (m.type !== myResponse) return;
   if (!r.votes.has(m.from)) r.votes.set(m.from, !m.reject);
-  const result = r.pollVotes();
+  const result = pollVotes(r);
   if (result === "won") {
-    if (r.role === "preCandidate") r.campaign_("election");
+    if (r.role === "preCandidate") campaign(r, "election");
     else r.becomeLeader();
   } else if (result === "lost") {
     r.becomeFollower(r.term, NONE);
