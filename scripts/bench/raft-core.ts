@@ -1,17 +1,20 @@
 // npm run bench:raft-core: proposals per second through the pure core alone,
 // in one process: 3 voters, messages delivered in memory, every Ready
 // persisted to MemoryStorage and applied. Prints one JSON line.
+
+import type { Message } from "../../src/gen/raft/v1/raft.js";
 import { bootstrapState } from "../../src/raft/core/bootstrap.js";
 import { Raft } from "../../src/raft/core/raft.js";
 import { SeededRng } from "../../src/raft/core/rand.js";
-import type { Message } from "../../src/gen/raft/v1/raft.js";
 import { MemoryStorage } from "../../src/raft/memory-storage.js";
 
 const PROPOSALS = Number(process.env.PROPOSALS ?? 200_000);
 const BATCH = Number(process.env.BATCH ?? 64);
 const ids = [1, 2, 3];
 const storages = new Map(ids.map((id) => [id, new MemoryStorage(bootstrapState(ids))]));
-const nodes = new Map(ids.map((id) => [id, new Raft({ id, rng: new SeededRng(id) }, storages.get(id)!.load())]));
+const nodes = new Map(
+  ids.map((id) => [id, new Raft({ id, rng: new SeededRng(id) }, storages.get(id)!.load())]),
+);
 let inflight: Message[] = [];
 let applied = 0;
 
