@@ -19,6 +19,9 @@ const opts = new Command()
   .option("--payload-bytes <n>", "value size", "150")
   .option("--cert-dir <dir>", "client node.key/node.crt/ca.crt (nodectl)")
   .option("--cluster-id <id>", "cluster id (nodectl)")
+  .option("--etcd-ca <file>", "etcd CA (enables TLS)")
+  .option("--etcd-cert <file>", "etcd client certificate")
+  .option("--etcd-key <file>", "etcd client key")
   .parse()
   .opts<{
     target: string;
@@ -29,6 +32,9 @@ const opts = new Command()
     payloadBytes: string;
     certDir?: string;
     clusterId?: string;
+    etcdCa?: string;
+    etcdCert?: string;
+    etcdKey?: string;
   }>();
 
 type Put = (key: string, value: Uint8Array) => Promise<void>;
@@ -65,7 +71,14 @@ function etcdPut(): Put {
     },
     "KV",
   );
-  const client = new Client(opts.target, grpc.credentials.createInsecure());
+  const credentials = opts.etcdCa
+    ? grpc.credentials.createSsl(
+        readFileSync(opts.etcdCa),
+        readFileSync(opts.etcdKey!),
+        readFileSync(opts.etcdCert!),
+      )
+    : grpc.credentials.createInsecure();
+  const client = new Client(opts.target, credentials);
   const enc = new TextEncoder();
   return (key, value) => {
     // etcdserverpb.PutRequest: key = 1, value = 2.

@@ -28,6 +28,8 @@ export class LevelStorage {
   private lastIndex = 0;
   private snapshotIndex = 0;
   private persistedHardState: HardState;
+  /** A commit-only hard state not written yet (see persist). */
+  private deferredHardState: HardState | undefined;
   /** Batches written, and how many of them needed an fsync (for tests and metrics). */
   readonly writes = { batches: 0, synced: 0 };
 
@@ -128,9 +130,17 @@ export class LevelStorage {
       for (let i = last + 1; i <= this.lastIndex; i++) ops.push({ type: "del", key: entryKey(i) });
       if (first <= this.lastIndex + 1) this.lastIndex = last;
     }
-    if (hs) {
-      ops.push({ type: "put", key: HARD_STATE, value: HardState.encode(hs).finish() });
-      this.persistedHardState = hs;
+    if (hs && !mustSync && ops.length === 0) {
+      // Only the commit index moved: carry it with the next write instead of paying a
+      // level round trip on every commit (close() flushes it).
+      this.deferredHardState = hs;
+      return;
+    }
+    const latest = hs ?? this.deferredHardState;
+    if (latest) {
+      ops.push({ type: "put", key: HARD_STATE, value: HardState.encode(latest).finish() });
+      this.persistedHardState = latest;
+      this.deferredHardState = undefined;
     }
     if (ops.length === 0) return;
     await this.db.batch(ops, { sync: mustSync });
@@ -152,6 +162,10 @@ export class LevelStorage {
   }
 
   async close(): Promise<void> {
+    if (this.deferredHardState) {
+      await this.db.put(HARD_STATE, HardState.encode(this.deferredHardState).finish(), { sync: true });
+      this.deferredHardState = undefined;
+    }
     await this.db.close();
   }
 }

@@ -20,6 +20,8 @@ export interface LocalClusterOptions {
   tickMs?: number;
   snapshotEvery?: number;
   logLevel?: string;
+  /** Extra node flags for member processes (profiling, heap limits). */
+  nodeArgs?: string[];
 }
 
 export interface Member {
@@ -111,6 +113,7 @@ export class LocalCluster {
   async startMember(id: number): Promise<void> {
     const m = this.members.get(id)!;
     const args = [
+      ...(this.options.nodeArgs ?? []),
       "--import",
       "tsx",
       MEMBER_MAIN,

@@ -282,6 +282,14 @@ export class RaftNode extends EventEmitter implements TransportEvents {
       this.emit("leader", this.leader, this.raft.term);
     }
     transport.send(rd.messages);
+    // Committed entries already in our durable log are durable on a quorum and here:
+    // apply and answer them while this Ready's own write is in flight (etcd overlaps
+    // apply with its WAL write the same way). The rest wait for the write.
+    const stable = this.raft.log.stableIndex;
+    let early = 0;
+    while (early < rd.committedEntries.length && rd.committedEntries[early].index <= stable) {
+      this.apply(rd.committedEntries[early++]);
+    }
     await this.options.storage.persist(rd);
     transport.send(rd.messagesAfterPersist);
     if (rd.snapshot) {
@@ -290,7 +298,7 @@ export class RaftNode extends EventEmitter implements TransportEvents {
       this.lastSnapshotIndex = this.applied;
       this.log.info({ index: this.applied }, "installed snapshot from the leader");
     }
-    for (const e of rd.committedEntries) this.apply(e);
+    for (let i = early; i < rd.committedEntries.length; i++) this.apply(rd.committedEntries[i]);
     for (const rs of rd.readStates)
       this.readsAwaitingApply.push({ index: rs.index, ctx: Buffer.from(rs.context).toString("hex") });
     this.raft.advance();

@@ -152,16 +152,33 @@ describe("raft runtime: level storage", () => {
 });
 
 describe("raft runtime: level storage fsync policy", () => {
-  it("fsyncs entries, snapshots, term and vote, but not a commit-only change (etcd's MustSync)", async () => {
+  it("fsyncs entries, snapshots, term and vote; a commit-only change rides with the next write", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
+    const s = await LevelStorage.open(dir, 1, bootstrapState([1]));
+    await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
+    await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } })); // no I/O
+    expect(s.writes).to.deep.equal({ batches: 1, synced: 1 });
+    await s.persist(ready({ entries: [entry(3, 1)] })); // carries commit 2 along
+    await s.persist(ready({ hardState: { term: 2, vote: 1, commit: 2 } }));
+    expect(s.writes).to.deep.equal({ batches: 3, synced: 3 });
+    await s.persist(ready({ hardState: { term: 2, vote: 1, commit: 3 } })); // deferred, flushed by close
+    await s.close();
+    const again = await LevelStorage.open(dir, 1);
+    expect(again.load().hardState).to.deep.equal({ term: 2, vote: 1, commit: 3 });
+    await again.close();
+  });
+
+  it("a crash loses at most a deferred commit index, never an acknowledged entry", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
     const s = await LevelStorage.open(dir, 1, bootstrapState([1]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } }));
-    await s.persist(ready({ hardState: { term: 2, vote: 1, commit: 2 } }));
-    expect(s.writes).to.deep.equal({ batches: 3, synced: 2 });
-    await s.close();
+    // Simulate a crash: drop the handle without close() (the deferred commit is lost).
+    await (s as unknown as { db: { close(): Promise<void> } }).db.close();
     const again = await LevelStorage.open(dir, 1);
-    expect(again.load().hardState).to.deep.equal({ term: 2, vote: 1, commit: 2 });
+    const st = again.load();
+    expect(st.hardState.commit).to.equal(1);
+    expect(st.entries.map((e) => e.index)).to.deep.equal([1, 2]);
     await again.close();
   });
 });
