@@ -94,7 +94,7 @@ describe("Thesis §3.10 leadership transfer", () => {
     c.changeConf(1, CC.CONF_CHANGE_TYPE_ADD_LEARNER, 4);
     c.tickAll(2);
     expect(c.raft(1).status().learners).to.deep.equal([4]);
-    c.raft(1).transferLeader(4);
+    expect(c.raft(1).transferLeader(4)).to.deep.include({ ok: false, reason: "NOT_A_VOTER" });
     expect(c.raft(1).status().leadTransferee).to.equal(0);
     c.deliverAll();
     expect(c.leaders()).to.deep.equal([1]);

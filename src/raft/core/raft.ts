@@ -166,6 +166,8 @@ export class Raft {
     this.assertNotInReady();
     const m = makeMessage({ type: MessageType.MESSAGE_TYPE_TRANSFER_LEADER, from: this.id, target });
     if (this.role === "leader") {
+      // Learners and strangers cannot lead (hard case 14): say so instead of ignoring it.
+      if (!this.config.isVoter(target)) return drop("NOT_A_VOTER", `node ${target} is not a voter; promote it first`);
       stepLeader(this, m);
       return { ok: true, index: this.log.lastIndex(), term: this.term };
     }
