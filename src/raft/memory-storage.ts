@@ -23,19 +23,22 @@ export class MemoryStorage {
       this.entries = [];
     }
     if (rd.entries.length > 0) {
-      // Entries are contiguous after the snapshot: truncate by position, then append.
-      const keep = rd.entries[0].index - this.snapshot.metadata!.index - 1;
+      // Entries are contiguous: truncate by position, then append.
+      const firstStored = this.entries[0]?.index ?? this.snapshot.metadata!.index + 1;
+      const keep = rd.entries[0].index - firstStored;
       if (keep < this.entries.length) this.entries.length = Math.max(0, keep);
       for (const e of rd.entries) this.entries.push(e);
     }
     if (rd.hardState) this.hardState = { ...rd.hardState };
   }
 
-  /** The state machine took a snapshot: drop the entries it covers. */
-  compact(snapshot: Snapshot): void {
+  /** The state machine took a snapshot: drop the entries it covers but the last `keepEntries`. */
+  compact(snapshot: Snapshot, keepEntries = 0): void {
     if (snapshot.metadata!.index <= this.snapshot.metadata!.index) return;
     this.snapshot = snapshot;
-    this.entries = this.entries.filter((e) => e.index > snapshot.metadata!.index);
+    // With kept entries, the first one stored is the log's offset after a restart (its term is needed).
+    const from = keepEntries > 0 ? snapshot.metadata!.index - keepEntries : snapshot.metadata!.index + 1;
+    this.entries = this.entries.filter((e) => e.index >= from);
   }
 
   load(): PersistentState {

@@ -1,5 +1,7 @@
-// The replicated log as the core sees it: the last snapshot, the entries after
-// it (persisted and not yet persisted), and the commit and applied marks.
+// The replicated log as the core sees it: the latest snapshot, the entries
+// kept in memory (persisted and not yet persisted), and the commit and applied
+// marks. The log starts after `offset`, which is the snapshot's position or,
+// when entries are kept behind the snapshot for slow followers, an earlier one.
 // Everything at or below `stableIndex` is durable; what lies above it is
 // handed to storage by the next Ready.
 import type { Entry, Snapshot } from "../../gen/raft/v1/raft.js";
@@ -19,13 +21,24 @@ export class RaftLog {
   stableIndex: number;
   /** A snapshot received from the leader and not yet persisted. */
   unstableSnapshot: Snapshot | undefined;
+  /** The entry just before the first one kept: its index and term. */
+  private offset: { index: number; term: number };
 
   constructor(snapshot: Snapshot, entries: Entry[], committed: number, applied: number) {
     this.snapshot = snapshot;
     const snapIndex = snapshot.metadata!.index;
-    for (const e of entries) if (e.index > snapIndex) this.entries.push(e);
+    // Stored entries may reach back behind the snapshot (kept for slow followers):
+    // the first of them then marks where the log starts, with its term known.
+    const first = entries[0];
+    if (first && first.index <= snapIndex && entries[entries.length - 1].index >= snapIndex) {
+      this.offset = { index: first.index, term: first.term };
+      this.entries = entries.slice(1);
+    } else {
+      this.offset = { index: snapIndex, term: snapshot.metadata!.term };
+      for (const e of entries) if (e.index > snapIndex) this.entries.push(e);
+    }
     for (let i = 0; i < this.entries.length; i++) {
-      assert(this.entries[i].index === snapIndex + 1 + i, "log entries are contiguous after the snapshot");
+      assert(this.entries[i].index === this.offset.index + 1 + i, "log entries are contiguous");
     }
     this.stableIndex = this.lastIndex();
     this.committed = Math.max(committed, snapIndex);
@@ -42,11 +55,11 @@ export class RaftLog {
   }
 
   firstIndex(): number {
-    return this.snapshotIndex() + 1;
+    return this.offset.index + 1;
   }
 
   lastIndex(): number {
-    return this.snapshotIndex() + this.entries.length;
+    return this.offset.index + this.entries.length;
   }
 
   lastTerm(): number {
@@ -55,10 +68,10 @@ export class RaftLog {
 
   /** The term at `index`, or undefined when it is compacted or beyond the log. */
   term(index: number): number | undefined {
-    const snapIndex = this.snapshotIndex();
-    if (index === snapIndex) return this.snapshotTerm();
-    if (index < snapIndex || index > this.lastIndex()) return undefined;
-    return this.entries[index - snapIndex - 1].term;
+    const offset = this.offset.index;
+    if (index === offset) return this.offset.term;
+    if (index < offset || index > this.lastIndex()) return undefined;
+    return this.entries[index - offset - 1].term;
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -66,8 +79,8 @@ export class RaftLog {
   }
 
   entryAt(index: number): Entry | undefined {
-    if (index <= this.snapshotIndex() || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotIndex() - 1];
+    if (index <= this.offset.index || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.offset.index - 1];
   }
 
   /** Raft §5.4.1: a candidate's log is at least as up to date as ours (hard case 26). */
@@ -99,8 +112,8 @@ export class RaftLog {
       `truncating committed entries (after=${after}, commit=${this.committed})`,
     );
     assert(after <= this.lastIndex(), "appended entries leave a gap");
-    assert(after >= this.snapshotIndex(), "appending below the snapshot");
-    this.entries.length = after - this.snapshotIndex();
+    assert(after >= this.offset.index, "appending below the start of the log");
+    this.entries.length = after - this.offset.index;
     for (const e of ents) this.entries.push(e);
     if (this.stableIndex > after) this.stableIndex = after;
   }
@@ -133,7 +146,7 @@ export class RaftLog {
    */
   findConflictByTerm(index: number, term: number): { index: number; term: number } {
     let i = Math.min(index, this.lastIndex());
-    for (; i > this.snapshotIndex(); i--) {
+    for (; i > this.offset.index; i--) {
       const t = this.term(i)!;
       if (t <= term) return { index: i, term: t };
     }
@@ -148,7 +161,7 @@ export class RaftLog {
 
   unstableEntries(): Entry[] {
     if (this.stableIndex >= this.lastIndex()) return [];
-    return this.entries.slice(this.stableIndex - this.snapshotIndex());
+    return this.entries.slice(this.stableIndex - this.offset.index);
   }
 
   stableTo(index: number): void {
@@ -170,6 +183,7 @@ export class RaftLog {
   restore(snapshot: Snapshot): void {
     this.snapshot = snapshot;
     this.unstableSnapshot = snapshot;
+    this.offset = { index: snapshot.metadata!.index, term: snapshot.metadata!.term };
     this.entries = [];
     this.committed = snapshot.metadata!.index;
     this.stableIndex = snapshot.metadata!.index;
@@ -182,14 +196,22 @@ export class RaftLog {
     this.unstableSnapshot = undefined;
   }
 
-  /** Drops entries up to the snapshot's index: the state machine took it. */
-  compact(snapshot: Snapshot): void {
+  /**
+   * The state machine took a snapshot: drop the entries it covers, except the
+   * last `keepEntries` of them, which slow followers can still be sent as entries.
+   */
+  compact(snapshot: Snapshot, keepEntries = 0): void {
     const index = snapshot.metadata!.index;
     assert(index <= this.applied, "compacting past the applied index");
     if (index <= this.snapshotIndex()) return;
     assert(this.term(index) === snapshot.metadata!.term, "snapshot term matches the log");
-    this.entries = this.entries.slice(index - this.snapshotIndex());
     this.snapshot = snapshot;
+    const newOffset = Math.max(this.offset.index, index - Math.max(0, keepEntries));
+    if (newOffset > this.offset.index) {
+      const term = this.term(newOffset)!;
+      this.entries = this.entries.slice(newOffset - this.offset.index);
+      this.offset = { index: newOffset, term };
+    }
     // The snapshot covers what it replaced, and the caller persists it.
     if (this.stableIndex < index) this.stableIndex = index;
   }
@@ -202,5 +224,6 @@ export class RaftLog {
       this.snapshotIndex() <= this.applied || this.unstableSnapshot !== undefined,
       "snapshot <= applied",
     );
+    assert(this.offset.index <= this.snapshotIndex(), "the log starts at or before the snapshot");
   }
 }

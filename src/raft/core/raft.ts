@@ -167,7 +167,8 @@ export class Raft {
     const m = makeMessage({ type: MessageType.MESSAGE_TYPE_TRANSFER_LEADER, from: this.id, target });
     if (this.role === "leader") {
       // Learners and strangers cannot lead (hard case 14): say so instead of ignoring it.
-      if (!this.config.isVoter(target)) return drop("NOT_A_VOTER", `node ${target} is not a voter; promote it first`);
+      if (!this.config.isVoter(target))
+        return drop("NOT_A_VOTER", `node ${target} is not a voter; promote it first`);
       stepLeader(this, m);
       return { ok: true, index: this.log.lastIndex(), term: this.term };
     }
@@ -206,8 +207,12 @@ export class Raft {
     if (this.role === "leader" && pr?.state === "replicate") pr.becomeProbe();
   }
 
-  /** The state machine took a snapshot at the applied index: compact the log. */
-  compact(data: Uint8Array): Snapshot {
+  /**
+   * The state machine took a snapshot at the applied index: compact the log,
+   * keeping the last `keepEntries` entries behind it for followers that are
+   * only a little behind (they get entries, not the whole snapshot).
+   */
+  compact(data: Uint8Array, keepEntries = 0): Snapshot {
     this.assertNotInReady();
     const index = this.log.applied;
     if (index <= this.log.snapshotIndex()) return this.log.snapshot;
@@ -215,7 +220,7 @@ export class Raft {
       metadata: { index, term: this.log.term(index)!, confState: this.config.toConfState() },
       data,
     };
-    this.log.compact(snapshot);
+    this.log.compact(snapshot, keepEntries);
     return snapshot;
   }
 

@@ -27,6 +27,8 @@ interface Meta {
 export class LevelStorage {
   private lastIndex = 0;
   private snapshotIndex = 0;
+  /** Index of the first stored entry (entries may be kept behind the snapshot). */
+  private firstIndex = 1;
   private persistedHardState: HardState;
   /** A commit-only hard state not written yet (see persist). */
   private deferredHardState: HardState | undefined;
@@ -40,6 +42,7 @@ export class LevelStorage {
   ) {
     this.persistedHardState = state.hardState;
     this.snapshotIndex = state.snapshot.metadata!.index;
+    this.firstIndex = state.entries.length > 0 ? state.entries[0].index : this.snapshotIndex + 1;
     this.lastIndex =
       state.entries.length > 0 ? state.entries[state.entries.length - 1].index : this.snapshotIndex;
   }
@@ -115,11 +118,11 @@ export class LevelStorage {
         (hs.term !== this.persistedHardState.term || hs.vote !== this.persistedHardState.vote));
     if (rd.snapshot) {
       // The core replaced its whole log with the snapshot.
-      for (let i = this.snapshotIndex + 1; i <= this.lastIndex; i++)
-        ops.push({ type: "del", key: entryKey(i) });
+      for (let i = this.firstIndex; i <= this.lastIndex; i++) ops.push({ type: "del", key: entryKey(i) });
       ops.push({ type: "put", key: SNAPSHOT, value: Snapshot.encode(rd.snapshot).finish() });
       this.snapshotIndex = rd.snapshot.metadata!.index;
       this.lastIndex = this.snapshotIndex;
+      this.firstIndex = this.snapshotIndex + 1;
     }
     if (rd.entries.length > 0) {
       const first = rd.entries[0].index;
@@ -149,15 +152,19 @@ export class LevelStorage {
   }
 
   /** Stores the state machine's snapshot and drops the entries it covers. */
-  async compact(snapshot: Snapshot): Promise<void> {
+  /** Stores the state machine's snapshot and drops the entries it covers but the last `keepEntries`. */
+  async compact(snapshot: Snapshot, keepEntries = 0): Promise<void> {
     const index = snapshot.metadata!.index;
     if (index <= this.snapshotIndex) return;
     const ops: Batch[] = [{ type: "put", key: SNAPSHOT, value: Snapshot.encode(snapshot).finish() }];
-    for (let i = this.snapshotIndex + 1; i <= Math.min(index, this.lastIndex); i++) {
+    // With kept entries, the first one stored is the log's offset after a restart (its term is needed).
+    const newFirst = Math.max(this.firstIndex, keepEntries > 0 ? index - keepEntries : index + 1);
+    for (let i = this.firstIndex; i < Math.min(newFirst, this.lastIndex + 1); i++) {
       ops.push({ type: "del", key: entryKey(i) });
     }
     await this.db.batch(ops, { sync: true });
     this.snapshotIndex = index;
+    this.firstIndex = newFirst;
     if (this.lastIndex < index) this.lastIndex = index;
   }
 
@@ -193,17 +200,27 @@ async function readState(db: ClassicLevel<string, Uint8Array>, dir: string): Pro
   const snapshot = decode("snapshot", await db.get(SNAPSHOT), (b) => Snapshot.decode(b));
   if (!snapshot.metadata) snapshot.metadata = emptySnapshot().metadata;
   const entries: Entry[] = [];
-  let expected = snapshot.metadata!.index + 1;
+  const snapIndex = snapshot.metadata!.index;
+  // Entries are contiguous; they may start behind the snapshot (kept for slow
+  // followers) but must reach it.
+  let expected: number | undefined;
   for await (const [key, value] of db.iterator({ gte: ENTRY_PREFIX, lt: "e;" })) {
     const e = decode(`entry ${key}`, value, (b) => Entry.decode(b));
-    if (e.index < expected) continue; // covered by the snapshot (compaction in progress)
+    expected ??= e.index;
     if (e.index !== expected || entryKey(e.index) !== key) {
       throw new RaftStateCorruptError(dir, `log gap or mismatch at index ${expected} (found ${e.index})`);
     }
     entries.push(e);
     expected++;
   }
-  const lastIndex = expected - 1;
+  if (entries.length > 0 && entries[0].index > snapIndex + 1) {
+    throw new RaftStateCorruptError(
+      dir,
+      `log starts at ${entries[0].index}, after the snapshot at ${snapIndex}`,
+    );
+  }
+  if (entries.length > 0 && entries[entries.length - 1].index < snapIndex) entries.length = 0;
+  const lastIndex = Math.max(snapIndex, entries.length > 0 ? entries[entries.length - 1].index : 0);
   if (hardState.commit > lastIndex) {
     throw new RaftStateCorruptError(
       dir,

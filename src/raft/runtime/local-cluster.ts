@@ -19,6 +19,8 @@ export interface LocalClusterOptions {
   baseDir: string;
   tickMs?: number;
   snapshotEvery?: number;
+  /** Entries kept behind each snapshot (the member's default when unset). */
+  keepEntries?: number;
   logLevel?: string;
   /** Extra node flags for member processes (profiling, heap limits). */
   nodeArgs?: string[];
@@ -133,6 +135,7 @@ export class LocalCluster {
       String(this.options.tickMs ?? 100),
       "--snapshot-every",
       String(this.options.snapshotEvery ?? 10_000),
+      ...(this.options.keepEntries === undefined ? [] : ["--keep-entries", String(this.options.keepEntries)]),
       ...(m.join ? ["--join"] : []),
     ];
     const proc = spawn(process.execPath, args, {

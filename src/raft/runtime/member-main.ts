@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     .option("--join", "start empty and wait to be added as a learner")
     .option("--tick-ms <ms>", "raft tick", "100")
     .option("--snapshot-every <n>", "compact the log every N applied entries", "10000")
+    .option("--keep-entries <n>", "entries kept behind each snapshot for slow followers", "5000")
     .parse()
     .opts<{
       id: string;
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
       join?: boolean;
       tickMs: string;
       snapshotEvery: string;
+      keepEntries: string;
     }>();
   const id = Number(opts.id);
   const peers = parsePeers(opts.peers);
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
     logger,
     tickMs: Number(opts.tickMs),
     snapshotEveryEntries: Number(opts.snapshotEvery),
+    keepEntriesAfterSnapshot: Number(opts.keepEntries),
   });
 
   const read = (name: string) => readFileSync(join(opts.tlsDir, name), "utf8");

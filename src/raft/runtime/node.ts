@@ -24,6 +24,8 @@ export interface RaftNodeOptions {
   heartbeatTicks?: number;
   /** Take a state-machine snapshot and compact the log every this many applied entries. */
   snapshotEveryEntries?: number;
+  /** Entries kept behind each snapshot, so a follower a little behind gets entries, not the snapshot. */
+  keepEntriesAfterSnapshot?: number;
   proposalTimeoutMs?: number;
   /** Most inputs queued before new proposals are refused (back-pressure). */
   maxQueuedInputs?: number;
@@ -79,6 +81,7 @@ export class RaftNode extends EventEmitter implements TransportEvents {
       electionTimeoutTicks: options.electionTimeoutTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
       snapshotEveryEntries: options.snapshotEveryEntries ?? 10_000,
+      keepEntriesAfterSnapshot: options.keepEntriesAfterSnapshot ?? 5_000,
       proposalTimeoutMs: options.proposalTimeoutMs ?? 5_000,
       maxQueuedInputs: options.maxQueuedInputs ?? 100_000,
     };
@@ -356,8 +359,9 @@ export class RaftNode extends EventEmitter implements TransportEvents {
 
   private async maybeSnapshot(): Promise<void> {
     if (this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
-    const snapshot = this.raft.compact(this.options.stateMachine.snapshot());
-    await this.options.storage.compact(snapshot);
+    const keep = this.opts.keepEntriesAfterSnapshot;
+    const snapshot = this.raft.compact(this.options.stateMachine.snapshot(), keep);
+    await this.options.storage.compact(snapshot, keep);
     this.lastSnapshotIndex = snapshot.metadata!.index;
     this.log.info({ index: this.lastSnapshotIndex }, "snapshot taken, log compacted");
   }

@@ -36,7 +36,7 @@ export class SafetyChecker {
     this.leaderOfTerm.set(r.term, r.id);
     // Leader completeness: every applied (hence committed) entry is in the new leader's log.
     for (const [index, key] of this.appliedKey) {
-      if (index <= r.log.snapshotIndex()) continue;
+      if (index < r.log.firstIndex()) continue;
       const e = r.log.entryAt(index);
       if (!e || entryKey(e) !== key) {
         this.fail(`leader completeness: leader ${r.id} of term ${r.term} lacks committed entry ${index}`);
@@ -77,7 +77,7 @@ export class SafetyChecker {
 
   /** Log matching: same (index, term) implies identical prefixes. */
   checkLogMatching(a: Raft, b: Raft): void {
-    const lo = Math.max(a.log.snapshotIndex(), b.log.snapshotIndex()) + 1;
+    const lo = Math.max(a.log.firstIndex(), b.log.firstIndex());
     let i = Math.min(a.log.lastIndex(), b.log.lastIndex());
     while (i >= lo && a.log.term(i) !== b.log.term(i)) i--;
     for (; i >= lo; i--) {

@@ -38,6 +38,8 @@ export interface SimOptions {
   transferRatePerMs: number;
   /** Compact once this many entries are applied past the last snapshot. */
   compactEveryEntries: number;
+  /** Entries kept behind each snapshot for slow followers. */
+  keepEntriesAfterSnapshot: number;
   /** Flow-control limits: small ones split the log into many messages. */
   maxMsgBytes: number;
   maxInflightMsgs: number;
@@ -113,6 +115,7 @@ export function defaultSimOptions(
     confChangeRatePerMs: 0.002,
     transferRatePerMs: 0.001,
     compactEveryEntries: 20,
+    keepEntriesAfterSnapshot: [0, 5, 30][Math.floor(seed / 45) % 3],
     maxMsgBytes: [40, 300, 4096][Math.floor(seed / 5) % 3],
     maxInflightMsgs: [1, 4, 64][Math.floor(seed / 15) % 3],
     ...FAULT_PROFILES[profile],

@@ -226,7 +226,8 @@ export class Simulator {
       if (rd.committedEntries.some((e) => e.type === EntryType.ENTRY_TYPE_CONF_CHANGE)) this.noteConfig(r);
       if (node.applied - r.log.snapshotIndex() >= this.opts.compactEveryEntries) {
         const data = enc.encode(JSON.stringify({ hash: node.hash }));
-        node.storage.compact(r.compact(data));
+        const keep = this.opts.keepEntriesAfterSnapshot;
+        node.storage.compact(r.compact(data, keep), keep);
       }
     }
   }

@@ -68,7 +68,10 @@ describe("raft runtime: level storage", () => {
   it("keeps a compacted snapshot and the entries after it; a received snapshot replaces the log", async () => {
     const s = await LevelStorage.open(dir, 1, bootstrapState([1]));
     await s.persist(
-      ready({ entries: [entry(4, 1), entry(5, 1)], hardState: { term: 1, vote: 0, commit: 5 } }),
+      ready({
+        entries: [entry(2, 1), entry(3, 1), entry(4, 1), entry(5, 1)],
+        hardState: { term: 1, vote: 0, commit: 5 },
+      }),
     );
     const confState = { voters: [1], learners: [] };
     await s.compact({ metadata: { index: 4, term: 1, confState }, data: new TextEncoder().encode("S4") });
@@ -180,5 +183,32 @@ describe("raft runtime: level storage fsync policy", () => {
     expect(st.hardState.commit).to.equal(1);
     expect(st.entries.map((e) => e.index)).to.deep.equal([1, 2]);
     await again.close();
+  });
+});
+
+describe("raft runtime: level storage keeps entries behind a snapshot", () => {
+  it("compact(snapshot, M) keeps the last M entries before the snapshot across a restart", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
+    const s = await LevelStorage.open(dir, 1, bootstrapState([1]));
+    const more = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1));
+    await s.persist(ready({ entries: more, hardState: { term: 1, vote: 0, commit: 10 } }));
+    const confState = { voters: [1], learners: [] };
+    await s.compact({ metadata: { index: 9, term: 1, confState }, data: new TextEncoder().encode("S9") }, 3);
+    await s.close();
+    const again = await LevelStorage.open(dir, 1);
+    const st = again.load();
+    expect(st.snapshot.metadata!.index).to.equal(9);
+    expect(st.entries.map((e) => e.index)).to.deep.equal([6, 7, 8, 9, 10]);
+    // A snapshot from the leader replaces everything, kept entries included.
+    await again.persist(
+      ready({
+        snapshot: { metadata: { index: 20, term: 2, confState }, data: new Uint8Array() },
+        hardState: { term: 2, vote: 0, commit: 20 },
+      }),
+    );
+    await again.close();
+    const third = await LevelStorage.open(dir, 1);
+    expect(third.load().entries).to.deep.equal([]);
+    await third.close();
   });
 });

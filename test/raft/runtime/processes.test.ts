@@ -55,7 +55,7 @@ describe("raft runtime: real processes on loopback (mTLS, level, kill -9)", func
 
   async function start(
     size: number,
-    opts: { tickMs?: number; snapshotEvery?: number } = {},
+    opts: { tickMs?: number; snapshotEvery?: number; keepEntries?: number } = {},
   ): Promise<LocalCluster> {
     const baseDir = mkdtempSync(join(tmpdir(), "raft-procs-"));
     cluster = await LocalCluster.start({ size, baseDir, ...opts });
@@ -89,7 +89,7 @@ describe("raft runtime: real processes on loopback (mTLS, level, kill -9)", func
   });
 
   it("a follower stopped with SIGSTOP while the log is compacted past it catches up by snapshot", async () => {
-    const c = await start(3, { tickMs: 50, snapshotEvery: 20 });
+    const c = await start(3, { tickMs: 50, snapshotEvery: 20, keepEntries: 10 });
     const leader = await waitFor("a leader", 15_000, () => c.agreedLeader());
     const follower = [1, 2, 3].find((id) => id !== leader)!;
     const first = await writeKeys(c, leader, "pre", 5);
