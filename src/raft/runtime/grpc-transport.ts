@@ -69,13 +69,13 @@ class PeerLink {
     private readonly t: GrpcTransport,
   ) {}
 
+  /** Queues a message; the caller flushes once it has queued a whole Ready's worth. */
   enqueue(m: Message): void {
     if (this.queue.length >= this.t.maxQueuedMessages) {
       this.dropped++; // Raft resends what matters; a bounded queue keeps a dead peer from eating memory
       return;
     }
     this.queue.push(m);
-    this.schedule();
   }
 
   private schedule(): void {
@@ -87,7 +87,7 @@ class PeerLink {
     });
   }
 
-  private flush(): void {
+  flush(): void {
     if (this.closed || this.blocked || this.retryTimer || this.queue.length === 0) return;
     const stream = this.stream ?? this.open();
     while (this.queue.length > 0 && !this.blocked) {
@@ -191,7 +191,9 @@ export class GrpcTransport implements Transport {
     this.peers.delete(id);
   }
 
+  /** Sends one Ready's messages: one batch per peer, written now (no extra event-loop turn). */
   send(messages: Message[]): void {
+    const touched = new Set<PeerLink>();
     for (const m of messages) {
       const peer = this.peers.get(m.to);
       if (!peer) {
@@ -199,8 +201,12 @@ export class GrpcTransport implements Transport {
         continue;
       }
       if (m.snapshot?.metadata) peer.sendSnapshot(m);
-      else peer.enqueue(m);
+      else {
+        peer.enqueue(m);
+        touched.add(peer);
+      }
     }
+    for (const peer of touched) peer.flush();
   }
 
   async close(): Promise<void> {
