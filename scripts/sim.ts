@@ -9,7 +9,7 @@ const program = new Command()
   .description("Deterministic Raft cluster simulation over many seeds")
   .option("--seeds <n>", "how many seeds to run", "100")
   .option("--from <s>", "first seed", "1")
-  .option("--nodes <k>", "founding voters (3..7); default varies with the seed")
+  .option("--nodes <k>", "founding voters (1..7); default varies with the seed (3..7)")
   .option("--verbose", "print each seed's statistics")
   .parse();
 
@@ -17,14 +17,16 @@ const opts = program.opts<{ seeds: string; from: string; nodes?: string; verbose
 const seeds = Number(opts.seeds);
 const from = Number(opts.from);
 const nodes = opts.nodes === undefined ? undefined : Number(opts.nodes);
-if (
-  !Number.isInteger(seeds) ||
-  seeds < 1 ||
-  !Number.isInteger(from) ||
-  (nodes !== undefined && (nodes < 1 || nodes > 7))
-) {
-  console.error("usage: npm run sim -- --seeds N [--from S] [--nodes K]  (N >= 1, K in 1..7)");
+const usage = (what: string): never => {
+  console.error(`sim: ${what}\nusage: npm run sim -- --seeds N [--from S] [--nodes K]  (N >= 1, K in 1..7)`);
   process.exit(2);
+};
+if (!Number.isInteger(seeds) || seeds < 1) usage(`--seeds must be a whole number >= 1 (got "${opts.seeds}")`);
+if (!Number.isInteger(from)) usage(`--from must be a whole number (got "${opts.from}")`);
+if (nodes !== undefined && !(Number.isInteger(nodes) && nodes >= 1 && nodes <= 7)) {
+  usage(
+    `--nodes is the number of founding voters, 1..7 (got "${opts.nodes}"); a run may add members up to 9 itself`,
+  );
 }
 
 let violations = 0;

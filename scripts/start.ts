@@ -2,7 +2,7 @@
 // processes on loopback (mutual TLS, level storage): elect a leader, replicate
 // writes, kill -9 the leader, time the failover, restart it and watch it
 // converge. Exits when done; --keep-running leaves the cluster up until Ctrl-C.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
@@ -41,6 +41,9 @@ const close = async (code: number) => {
   if (closing) return;
   closing = true;
   await cluster.close();
+  // Keep the members' state and logs when something went wrong; remove them otherwise.
+  if (code === 0) rmSync(baseDir, { recursive: true, force: true });
+  else say(`State and logs kept in ${baseDir}`);
   process.exit(code);
 };
 process.on("SIGINT", () => void close(0));
@@ -55,7 +58,9 @@ try {
   for (let i = 0; i < 100; i++) await cluster.put(leader, `demo-${i}`, `value ${i}`);
   say(`100 writes acknowledged after replication to a quorum and fsync (${Date.now() - w0} ms)`);
   await table(cluster);
-  if (size >= 3) {
+  if (size < 3)
+    say(`(failover needs 3 members or more: with ${size}, losing the leader loses the quorum; skipped)`);
+  else {
     say(`kill -9 member ${leader} (the leader) ...`);
     await cluster.kill(leader);
     const k0 = Date.now();
