@@ -50,7 +50,6 @@ process.on("SIGINT", () => void close(0));
 process.on("SIGTERM", () => void close(0));
 
 try {
-  await cluster.prepareClient();
   const t0 = Date.now();
   const leader = await waitFor("a leader", 20_000, () => cluster.agreedLeader());
   say(`Leader elected: member ${leader} (${Date.now() - t0} ms)`);

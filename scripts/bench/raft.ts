@@ -39,7 +39,6 @@ async function benchNodectl(): Promise<void> {
   const baseDir = mkdtempSync(join(tmpdir(), "bench-raft-"));
   const cluster = await LocalCluster.start({ size: 3, baseDir, logLevel: "warn" });
   try {
-    await cluster.prepareClient();
     const leader = await waitFor("a leader", 20_000, () => cluster.agreedLeader());
     for (const c of levels) {
       await runClient([

@@ -21,7 +21,6 @@ import { ReadOnlyQueue } from "./readonly.js";
 import { stepCandidate, stepFollower } from "./step-follower.js";
 import { appendProposal, bcastAppend, handleReadIndex, maybeCommit, stepLeader } from "./step-leader.js";
 import type {
-  DropReason,
   PersistentState,
   ProposeResult,
   RaftConfig,
@@ -32,7 +31,7 @@ import type {
   SoftState,
   TestingKnobs,
 } from "./types.js";
-import { makeMessage, NONE } from "./util.js";
+import { dropped, makeMessage, NONE } from "./util.js";
 import { handleVoteRequest } from "./vote.js";
 
 type StepFn = (r: Raft, m: Message) => void;
@@ -168,7 +167,7 @@ export class Raft {
     if (this.role === "leader") {
       // Learners and strangers cannot lead (hard case 14): say so instead of ignoring it.
       if (!this.config.isVoter(target))
-        return drop("NOT_A_VOTER", `node ${target} is not a voter; promote it first`);
+        return dropped("NOT_A_VOTER", `node ${target} is not a voter; promote it first`);
       stepLeader(this, m);
       return { ok: true, index: this.log.lastIndex(), term: this.term };
     }
@@ -180,7 +179,7 @@ export class Raft {
     this.assertNotInReady();
     const m = makeMessage({ type: MessageType.MESSAGE_TYPE_READ_INDEX, from: this.id, context });
     if (this.role === "leader") {
-      if (this.readOnly.full()) return drop("TOO_MANY_READS", "too many pending reads; retry later");
+      if (this.readOnly.full()) return dropped("TOO_MANY_READS", "too many pending reads; retry later");
       handleReadIndex(this, m);
       return { ok: true, index: this.log.committed, term: this.term };
     }
@@ -400,7 +399,7 @@ export class Raft {
 
   private forwardToLeader(m: Message): ProposeResult {
     if (this.role !== "follower" || this.lead === NONE) {
-      return drop("NO_LEADER", "no leader is known; retry when one is elected");
+      return dropped("NO_LEADER", "no leader is known; retry when one is elected");
     }
     m.to = this.lead;
     this.send(m);
@@ -471,10 +470,6 @@ export class Raft {
   private assertNotInReady(): void {
     assert(!this.inReady, "no step, tick or proposal between ready() and advance()");
   }
-}
-
-function drop(reason: DropReason, message: string): ProposeResult {
-  return { ok: false, reason, message };
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

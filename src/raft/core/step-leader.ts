@@ -11,7 +11,7 @@ import { entrySizeBytes } from "./log.js";
 import { hasQuorum, quorumMatchedIndex } from "./quorum.js";
 import type { Raft } from "./raft.js";
 import type { ProposeResult } from "./types.js";
-import { makeMessage, NONE } from "./util.js";
+import { dropped, makeMessage, NONE } from "./util.js";
 
 export function stepLeader(r: Raft, m: Message): void {
   switch (m.type) {
@@ -81,10 +81,6 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
   if (confIndex !== 0) r.pendingConfIndex = confIndex;
   bcastAppend(r);
   return { ok: true, index: first, term: r.term };
-}
-
-function dropped(reason: (ProposeResult & { ok: false })["reason"], message: string): ProposeResult {
-  return { ok: false, reason, message };
 }
 
 /** Advances the commit index from the voters' matches; true if it moved. */

@@ -1,5 +1,6 @@
 // Small helpers shared by the core's files.
 import type { Message } from "../../gen/raft/v1/raft.js";
+import type { DropReason, ProposeResult } from "./types.js";
 
 /** "No node": ids start at 1. */
 export const NONE = 0;
@@ -26,4 +27,9 @@ export function makeMessage(fields: Partial<Message>): Message {
     target: 0,
     ...fields,
   };
+}
+
+/** A refused request, with the reason code and what the caller should do. */
+export function dropped(reason: DropReason, message: string): ProposeResult {
+  return { ok: false, reason, message };
 }

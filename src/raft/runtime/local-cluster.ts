@@ -85,6 +85,7 @@ export class LocalCluster {
     const c = new LocalCluster(options);
     for (let id = 1; id <= options.size; id++) await c.define(id, false);
     await Promise.all([...c.members.keys()].map((id) => c.startMember(id)));
+    await c.prepareClient();
     return c;
   }
 
@@ -226,8 +227,8 @@ export class LocalCluster {
     return this.clientCredentials;
   }
 
-  /** Issues the operator client's certificate (call once before using clients). */
-  async prepareClient(): Promise<void> {
+  /** Issues the operator client's certificate (start() does it). */
+  private async prepareClient(): Promise<void> {
     await writeMemberCertificates(this.pki, CLIENT_ID, join(this.options.baseDir, "client", "certificates"));
   }
 

@@ -59,7 +59,6 @@ describe("raft runtime: real processes on loopback (mTLS, level, kill -9)", func
   ): Promise<LocalCluster> {
     const baseDir = mkdtempSync(join(tmpdir(), "raft-procs-"));
     cluster = await LocalCluster.start({ size, baseDir, ...opts });
-    await cluster.prepareClient();
     return cluster;
   }
 
