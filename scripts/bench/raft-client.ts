@@ -2,13 +2,12 @@
 // the real write path at a given concurrency for a fixed time, then prints one
 // JSON line. `--system etcd` speaks etcd's KV.Put (3.4 wire format) instead.
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
-import { TlsCredentialHolder } from "../../src/ca/tls/credential-holder.js";
 import { KVServiceClient } from "../../src/gen/kv/v1/kv.js";
 import { silentLogger } from "../../src/log/logger.js";
+import { loadCredentialHolder } from "../../src/raft/runtime/dev-pki.js";
 
 const opts = new Command()
   .requiredOption("--target <host:port>")
@@ -40,12 +39,7 @@ const opts = new Command()
 type Put = (key: string, value: Uint8Array) => Promise<void>;
 
 function nodectlPut(): Put {
-  const read = (n: string) => readFileSync(join(opts.certDir!, n), "utf8");
-  const holder = new TlsCredentialHolder({
-    identity: { privateKeyPem: read("node.key"), certificateChainPem: read("node.crt") },
-    trustBundlePem: read("ca.crt"),
-    logger: silentLogger(),
-  });
+  const holder = loadCredentialHolder(opts.certDir!, silentLogger());
   const client = new KVServiceClient(
     opts.target,
     holder.channelCredentials({ clusterId: opts.clusterId!, expectedServerRole: "manager" }),

@@ -3,6 +3,7 @@
 // storage does.
 import type { Entry, HardState, Snapshot } from "../gen/raft/v1/raft.js";
 import { emptySnapshot } from "./core/bootstrap.js";
+import { firstStoredAfterCompaction } from "./core/log.js";
 import type { PersistentState, Ready } from "./core/types.js";
 
 export class MemoryStorage {
@@ -36,8 +37,7 @@ export class MemoryStorage {
   compact(snapshot: Snapshot, keepEntries = 0): void {
     if (snapshot.metadata!.index <= this.snapshot.metadata!.index) return;
     this.snapshot = snapshot;
-    // With kept entries, the first one stored is the log's offset after a restart (its term is needed).
-    const from = keepEntries > 0 ? snapshot.metadata!.index - keepEntries : snapshot.metadata!.index + 1;
+    const from = firstStoredAfterCompaction(snapshot.metadata!.index, keepEntries);
     this.entries = this.entries.filter((e) => e.index >= from);
   }
 

@@ -2,10 +2,6 @@
 // entries, keep M entries after it"): a follower that is a little behind gets
 // entries; one further behind gets the snapshot; restarts keep the retained log.
 import { expect } from "chai";
-import { bootstrapState } from "../../src/raft/core/bootstrap.js";
-import { Raft } from "../../src/raft/core/raft.js";
-import { SeededRng } from "../../src/raft/core/rand.js";
-import { MemoryStorage } from "../../src/raft/memory-storage.js";
 import { data, T, TestCluster } from "./harness.js";
 
 /** Leader 1 commits `n` proposals while node 3 is cut off, then snapshots keeping `keep` entries. */
@@ -61,23 +57,12 @@ describe("raft: entries kept behind a snapshot", () => {
   });
 
   it("keeping more entries than the log holds keeps them all", () => {
-    const storage = new MemoryStorage(bootstrapState([1]));
-    const r = new Raft({ id: 1, rng: new SeededRng(1) }, storage.load());
-    const drain = () => {
-      while (r.hasReady()) {
-        const rd = r.ready();
-        storage.persist(rd);
-        r.advance();
-      }
-    };
-    drain();
-    r.campaign();
-    drain();
-    r.propose(data("x"));
-    drain();
-    const snap = r.compact(data("s"), 1000);
-    storage.compact(snap, 1000);
-    expect(r.log.firstIndex()).to.equal(1);
-    expect(storage.load().entries[0].index).to.equal(1);
+    const c = new TestCluster([1]);
+    c.elect(1);
+    c.propose(1, "x");
+    const snap = c.raft(1).compact(data("s"), 1000);
+    c.node(1).storage.compact(snap, 1000);
+    expect(c.raft(1).log.firstIndex()).to.equal(1);
+    expect(c.node(1).storage.load().entries[0].index).to.equal(1);
   });
 });

@@ -11,6 +11,15 @@ export function entrySizeBytes(e: Entry): number {
   return e.data.byteLength + 24;
 }
 
+/**
+ * The first entry storage keeps after compacting at `snapshotIndex` while keeping
+ * `keepEntries` behind it. With kept entries the offset entry itself is stored too:
+ * after a restart it marks where the log starts, with its term (see the constructor).
+ */
+export function firstStoredAfterCompaction(snapshotIndex: number, keepEntries: number): number {
+  return keepEntries > 0 ? snapshotIndex - keepEntries : snapshotIndex + 1;
+}
+
 export class RaftLog {
   /** The latest snapshot (persisted, or pending persistence when `unstableSnapshot`). */
   snapshot: Snapshot;

@@ -1,11 +1,13 @@
 // Certificates for local clusters started by tests, benchmarks and the demo:
 // one root and a manager certificate per member (CN = the raft member id), in
 // the state-dir layout of DESIGN.md (certificates/node.key, node.crt, ca.crt).
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeCertificateFile, writePrivateKeyFile } from "../../ca/atomic-file.js";
 import { checkNodeCsr, createNodeCsr } from "../../ca/csr.js";
 import { RootCA } from "../../ca/root-ca.js";
+import { TlsCredentialHolder } from "../../ca/tls/credential-holder.js";
+import type { Logger } from "../../log/logger.js";
 
 export interface DevPki {
   clusterId: string;
@@ -28,4 +30,14 @@ export async function writeMemberCertificates(pki: DevPki, memberId: number, dir
   await writePrivateKeyFile(join(dir, "node.key"), privateKeyPem);
   await writeCertificateFile(join(dir, "node.crt"), issued.chainPem);
   await writeCertificateFile(join(dir, "ca.crt"), pki.root.certificatePem);
+}
+
+/** The credential holder for the node.key, node.crt and ca.crt in `dir`. */
+export function loadCredentialHolder(dir: string, logger: Logger): TlsCredentialHolder {
+  const read = (name: string) => readFileSync(join(dir, name), "utf8");
+  return new TlsCredentialHolder({
+    identity: { privateKeyPem: read("node.key"), certificateChainPem: read("node.crt") },
+    trustBundlePem: read("ca.crt"),
+    logger,
+  });
 }

@@ -4,6 +4,7 @@
 import { ClassicLevel } from "classic-level";
 import { Entry, HardState, Snapshot } from "../../gen/raft/v1/raft.js";
 import { emptySnapshot } from "../core/bootstrap.js";
+import { firstStoredAfterCompaction } from "../core/log.js";
 import type { PersistentState, Ready } from "../core/types.js";
 import { RaftStateCorruptError, RaftStateForeignError, RaftStateLockedError } from "./errors.js";
 
@@ -151,14 +152,12 @@ export class LevelStorage {
     if (mustSync) this.writes.synced++;
   }
 
-  /** Stores the state machine's snapshot and drops the entries it covers. */
   /** Stores the state machine's snapshot and drops the entries it covers but the last `keepEntries`. */
   async compact(snapshot: Snapshot, keepEntries = 0): Promise<void> {
     const index = snapshot.metadata!.index;
     if (index <= this.snapshotIndex) return;
     const ops: Batch[] = [{ type: "put", key: SNAPSHOT, value: Snapshot.encode(snapshot).finish() }];
-    // With kept entries, the first one stored is the log's offset after a restart (its term is needed).
-    const newFirst = Math.max(this.firstIndex, keepEntries > 0 ? index - keepEntries : index + 1);
+    const newFirst = Math.max(this.firstIndex, firstStoredAfterCompaction(index, keepEntries));
     for (let i = this.firstIndex; i < Math.min(newFirst, this.lastIndex + 1); i++) {
       ops.push({ type: "del", key: entryKey(i) });
     }

@@ -6,10 +6,9 @@ import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { TlsCredentialHolder } from "../../ca/tls/credential-holder.js";
 import { KVServiceClient, type StatusResponse } from "../../gen/kv/v1/kv.js";
 import { silentLogger } from "../../log/logger.js";
-import { createDevPki, type DevPki, writeMemberCertificates } from "./dev-pki.js";
+import { createDevPki, type DevPki, loadCredentialHolder, writeMemberCertificates } from "./dev-pki.js";
 
 const MEMBER_MAIN = new URL("./member-main.ts", import.meta.url).pathname;
 const CLIENT_ID = 1_000_000;
@@ -209,16 +208,11 @@ export class LocalCluster {
 
   private credentials(): grpc.ChannelCredentials {
     if (!this.clientCredentials) {
-      const dir = join(this.options.baseDir, "client");
-      // A manager-role identity with a non-member id: an operator's tool.
-      const certDir = join(dir, "certificates");
-      mkdirSync(certDir, { recursive: true });
-      const read = (n: string) => readFileSync(join(certDir, n), "utf8");
-      const holder = new TlsCredentialHolder({
-        identity: { privateKeyPem: read("node.key"), certificateChainPem: read("node.crt") },
-        trustBundlePem: read("ca.crt"),
-        logger: silentLogger(),
-      });
+      // A manager-role identity with a non-member id: an operator's tool (see prepareClient).
+      const holder = loadCredentialHolder(
+        join(this.options.baseDir, "client", "certificates"),
+        silentLogger(),
+      );
       this.clientCredentials = holder.channelCredentials({
         clusterId: this.clusterId,
         expectedServerRole: "manager",

@@ -1,18 +1,11 @@
-// One Raft member as a process, for the runtime's tests and benchmark until the
-// full node daemon exists: level storage in --data-dir, mTLS from --tls-dir
-// (node.key, node.crt, ca.crt), the Raft transport and a small KV service on
-// one gRPC port. Prints one JSON line {"event":"listening",...} on stdout once
-// serving; stops gracefully on SIGTERM/SIGINT.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
 import { NodeAuthorizer } from "../../ca/tls/authorization.js";
-import { TlsCredentialHolder } from "../../ca/tls/credential-holder.js";
 import { KVServiceService } from "../../gen/kv/v1/kv.js";
 import { RaftTransportServiceService } from "../../gen/raft/v1/transport.js";
 import { createLogger } from "../../log/logger.js";
 import { bootstrapState, joiningState } from "../core/bootstrap.js";
+import { loadCredentialHolder } from "./dev-pki.js";
 import { GrpcTransport, RAFT_SERVER_OPTIONS, raftTransportService } from "./grpc-transport.js";
 import { kvService } from "./kv-service.js";
 import { KVStateMachine } from "./kv-state-machine.js";
@@ -79,12 +72,7 @@ async function main(): Promise<void> {
     keepEntriesAfterSnapshot: Number(opts.keepEntries),
   });
 
-  const read = (name: string) => readFileSync(join(opts.tlsDir, name), "utf8");
-  const credentials = new TlsCredentialHolder({
-    identity: { privateKeyPem: read("node.key"), certificateChainPem: read("node.crt") },
-    trustBundlePem: read("ca.crt"),
-    logger,
-  });
+  const credentials = loadCredentialHolder(opts.tlsDir, logger);
   const authorizer = new NodeAuthorizer({
     clusterId: opts.clusterId,
     isNodeRemoved: () => false,
