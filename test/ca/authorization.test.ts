@@ -1,3 +1,4 @@
+import { TLSSocket } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { RootCA } from "../../src/ca/root-ca.js";
@@ -38,11 +39,12 @@ describe("ca/tls: authorization interceptor (DESIGN.md Authorization)", () => {
     logger: silentLogger(),
   });
   let clock = new Date();
+  const removedLater = new Set<string>();
   const refusals: string[] = [];
   const authorizer = new NodeAuthorizer({
     clusterId: CLUSTER,
     policy,
-    isNodeRemoved: (nodeId) => nodeId === "w-removed",
+    isNodeRemoved: (nodeId) => nodeId === "w-removed" || removedLater.has(nodeId),
     logger: silentLogger(),
     now: () => clock,
     onRefusal: (code) => refusals.push(code),
@@ -165,6 +167,32 @@ describe("ca/tls: authorization interceptor (DESIGN.md Authorization)", () => {
   it("refuses a removed node at once, even with a valid certificate (PERMISSION_DENIED, NODE_REMOVED)", async () => {
     const client = clientFor(issueNode(root, "worker", "w-removed"));
     await expectRefused(client, ECHO.whoami, grpc.status.PERMISSION_DENIED, "NODE_REMOVED");
+  });
+
+  it("refuses a node removed while its connection is open, on the very next call", async () => {
+    const client = clientFor(issueNode(root, "worker", "w-live"));
+    expect(await callUnary(client, ECHO.whoami)).to.have.length.greaterThan(0);
+    removedLater.add("w-live");
+    await expectRefused(client, ECHO.whoami, grpc.status.PERMISSION_DENIED, "NODE_REMOVED");
+  });
+
+  it("reads a connection's peer certificate once, not on every call (and still checks every call)", async () => {
+    const client = clientFor(issueNode(root, "manager", "m-reads"));
+    await callUnary(client, ECHO.whoami); // connect
+    const original = TLSSocket.prototype.getPeerCertificate;
+    let reads = 0;
+    TLSSocket.prototype.getPeerCertificate = function (this: TLSSocket, ...args: [boolean?]) {
+      reads++;
+      return original.apply(this, args as [true]);
+    } as typeof original;
+    try {
+      for (let i = 0; i < 20; i++) await callUnary(client, ECHO.managerOnly);
+    } finally {
+      TLSSocket.prototype.getPeerCertificate = original;
+    }
+    // The test service's handler reads it on every call to report the serial; the
+    // interceptor must not add a read (if a grpc-js upgrade hides the session, it does).
+    expect(reads, "peer certificate reads for 20 calls on one connection").to.equal(20);
   });
 
   it("refuses a certificate that expired on a connection that outlived it (UNAUTHENTICATED, CERT_EXPIRED)", async () => {

@@ -154,11 +154,24 @@ export class Raft {
   }
 
   propose(data: Uint8Array): ProposeResult {
-    return this.proposeEntry(EntryType.ENTRY_TYPE_NORMAL, data);
+    return this.proposeEntries([{ term: 0, index: 0, type: EntryType.ENTRY_TYPE_NORMAL, data }]);
+  }
+
+  /**
+   * Proposes several commands as one append: the leader then sends one message per
+   * follower for all of them instead of one each (and a follower forwards them in
+   * one message). All are accepted or all are dropped.
+   */
+  proposeBatch(commands: readonly Uint8Array[]): ProposeResult {
+    return this.proposeEntries(
+      commands.map((data) => ({ term: 0, index: 0, type: EntryType.ENTRY_TYPE_NORMAL, data })),
+    );
   }
 
   proposeConfChange(cc: ConfChange): ProposeResult {
-    return this.proposeEntry(EntryType.ENTRY_TYPE_CONF_CHANGE, ConfChange.encode(cc).finish());
+    return this.proposeEntries([
+      { term: 0, index: 0, type: EntryType.ENTRY_TYPE_CONF_CHANGE, data: ConfChange.encode(cc).finish() },
+    ]);
   }
 
   transferLeader(target: number): ProposeResult {
@@ -385,15 +398,11 @@ export class Raft {
 
   // ---- private ------------------------------------------------------------
 
-  private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
+  private proposeEntries(entries: Entry[]): ProposeResult {
     this.assertNotInReady();
-    if (this.role === "leader") return appendProposal(this, [{ term: 0, index: 0, type, data }]);
+    if (this.role === "leader") return appendProposal(this, entries);
     return this.forwardToLeader(
-      makeMessage({
-        type: MessageType.MESSAGE_TYPE_PROPOSE,
-        from: this.id,
-        entries: [{ term: 0, index: 0, type, data }],
-      }),
+      makeMessage({ type: MessageType.MESSAGE_TYPE_PROPOSE, from: this.id, entries }),
     );
   }
 

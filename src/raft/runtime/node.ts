@@ -230,11 +230,30 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     while (!this.stopped) {
       const inputs = this.inputs;
       this.inputs = [];
-      for (const input of inputs) this.handleInput(input);
+      // Consecutive commands go to the core as one append: one message per follower and
+      // one acknowledgement back for the lot, instead of one each.
+      let batch: Extract<Input, { kind: "propose" }>[] = [];
+      for (const input of inputs) {
+        if (input.kind === "propose" && !input.conf) {
+          batch.push(input);
+          continue;
+        }
+        if (batch.length > 0) this.proposeBatch(batch);
+        batch = [];
+        this.handleInput(input);
+      }
+      if (batch.length > 0) this.proposeBatch(batch);
       if (!this.raft.hasReady()) return;
       await this.handleReady(this.raft.ready());
       await this.maybeSnapshot();
     }
+  }
+
+  private proposeBatch(batch: Extract<Input, { kind: "propose" }>[]): void {
+    const result = this.raft.proposeBatch(batch.map((p) => p.data));
+    if (result.ok) return;
+    const err = new ProposalDroppedError(result.reason, result.message);
+    for (const p of batch) this.settle(this.pending, p.id.toString("hex"), err);
   }
 
   private handleInput(input: Input): void {

@@ -89,8 +89,9 @@ describe("raft runtime: real processes on loopback (mTLS, level, kill -9)", func
     const follower = [1, 2, 3].find((id) => id !== leader)!;
     const first = await writeKeys(c, leader, "pre", 5);
     c.pause(follower);
-    // More appends than the leader's inflight window (256), so it must stop and later resume from a compacted log.
-    const during = await writeKeys(c, leader, "paused", 400, 8);
+    // More appends than the leader's inflight window (256), so it must stop and later resume
+    // from a compacted log. One at a time: concurrent writes would share appends.
+    const during = await writeKeys(c, leader, "paused", 400, 1);
     c.resume(follower);
     await caughtUp(c, follower, leader);
     expect(c.logOf(follower)).to.contain("installed snapshot from the leader");
