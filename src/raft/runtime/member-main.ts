@@ -6,10 +6,10 @@ import { RaftTransportServiceService } from "../../gen/raft/v1/transport.js";
 import { createLogger } from "../../log/logger.js";
 import { bootstrapState, joiningState } from "../core/bootstrap.js";
 import { loadCredentialHolder } from "./dev-pki.js";
+import { DiskStorage } from "./disk-storage.js";
 import { GrpcTransport, RAFT_SERVER_OPTIONS, raftTransportService } from "./grpc-transport.js";
 import { kvService } from "./kv-service.js";
 import { KVStateMachine } from "./kv-state-machine.js";
-import { LevelStorage } from "./level-storage.js";
 import { RaftNode } from "./node.js";
 
 const MANAGER_ONLY = { roles: ["manager"] } as const;
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ member: id });
 
   const initial = opts.join ? joiningState() : bootstrapState([...peers.keys()]);
-  const storage = await LevelStorage.open(opts.dataDir, id, initial);
+  const storage = await DiskStorage.open(opts.dataDir, id, initial, { logger });
   const kv = new KVStateMachine();
   const node = new RaftNode({
     id,

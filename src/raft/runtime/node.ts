@@ -9,14 +9,14 @@ import type { Logger } from "../../log/logger.js";
 import { Raft } from "../core/raft.js";
 import { SeededRng } from "../core/rand.js";
 import type { RaftStatus, Ready } from "../core/types.js";
+import type { DiskStorage } from "./disk-storage.js";
 import { RequestIds, unwrap, wrap } from "./envelope.js";
 import { NodeStoppedError, ProposalDroppedError, ProposalTimeoutError } from "./errors.js";
-import type { LevelStorage } from "./level-storage.js";
 import type { StateMachine, Transport, TransportEvents } from "./types.js";
 
 export interface RaftNodeOptions {
   id: number;
-  storage: LevelStorage;
+  storage: DiskStorage;
   stateMachine: StateMachine;
   logger: Logger;
   tickMs?: number;
