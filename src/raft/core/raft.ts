@@ -109,6 +109,7 @@ export class Raft {
       maxUncommittedBytes: config.maxUncommittedBytes ?? 64 * 1024 * 1024,
       maxPendingReads: config.maxPendingReads ?? 4096,
       maxApplyBytesPerReady: config.maxApplyBytesPerReady ?? 8 * 1024 * 1024,
+      lazyCommit: config.lazyCommit ?? false,
     };
     assert(
       this.cfg.heartbeatTicks < this.cfg.electionTimeoutTicks,

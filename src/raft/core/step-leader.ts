@@ -179,8 +179,9 @@ function handleAppendResponse(r: Raft, m: Message): void {
   } else {
     pr.inflights.freeLE(m.index);
   }
-  if (maybeCommit(r)) bcastAppend(r);
-  else if (m.from !== r.id && pr.sentCommit < Math.min(pr.match, r.log.committed)) {
+  if (maybeCommit(r)) {
+    if (!r.cfg.lazyCommit) bcastAppend(r);
+  } else if (!r.cfg.lazyCommit && m.from !== r.id && pr.sentCommit < Math.min(pr.match, r.log.committed)) {
     // This follower has entries we committed but was never told: tell it now, not at the next heartbeat.
     sendAppend(r, m.from, true);
   }

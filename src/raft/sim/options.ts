@@ -43,6 +43,8 @@ export interface SimOptions {
   /** Flow-control limits: small ones split the log into many messages. */
   maxMsgBytes: number;
   maxInflightMsgs: number;
+  /** Commit index reaches followers with the next append or heartbeat (the runtime's setting). */
+  lazyCommit: boolean;
   knobs?: TestingKnobs;
 }
 
@@ -118,6 +120,7 @@ export function defaultSimOptions(
     keepEntriesAfterSnapshot: [0, 5, 30][Math.floor(seed / 45) % 3],
     maxMsgBytes: [40, 300, 4096][Math.floor(seed / 5) % 3],
     maxInflightMsgs: [1, 4, 64][Math.floor(seed / 15) % 3],
+    lazyCommit: seed % 2 === 1,
     ...FAULT_PROFILES[profile],
     ...overrides,
   };

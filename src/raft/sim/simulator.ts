@@ -164,6 +164,7 @@ export class Simulator {
         heartbeatTicks: 1,
         maxInflightMsgs: this.opts.maxInflightMsgs,
         maxMsgBytes: this.opts.maxMsgBytes,
+        lazyCommit: this.opts.lazyCommit,
         knobs: this.opts.knobs,
       },
       state,
