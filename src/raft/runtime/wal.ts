@@ -104,6 +104,17 @@ async function prepareSegment(dir: string, seq: number, bytes: number): Promise<
   return final;
 }
 
+function isUnused(path: string): boolean {
+  const fd = fs.openSync(path, "r");
+  try {
+    const header = Buffer.alloc(HEADER_BYTES);
+    fs.readSync(fd, header, 0, HEADER_BYTES, 0);
+    return header.every((b) => b === 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export class Wal {
   private fd = -1;
   private pos = 0;
@@ -156,6 +167,11 @@ export class Wal {
           `write-ahead log segment ${segments[i - 1].seq + 1} is missing`,
         );
       }
+    }
+    // A segment zero-filled ahead of need but never written: the one before it is still
+    // the newest (and may end in a torn write). Drop it; it is prepared again when needed.
+    while (segments.length > 1 && isUnused(segments[segments.length - 1].path)) {
+      fs.rmSync(segments.pop()!.path);
     }
     const wal = new Wal(dir, options, segments);
     let end = 0;

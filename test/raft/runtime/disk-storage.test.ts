@@ -175,6 +175,28 @@ describe("raft runtime: disk storage", () => {
     expect(err.message).to.match(/write-ahead log \(wal\/\) is missing/);
   });
 
+  it("a torn write is still cut off when the next segment was already zero-filled (crash before rollover)", async () => {
+    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
+    let i = 2;
+    while (!readdirSync(join(dir, "wal")).includes("0000000000000002.wal")) {
+      await s.persist(ready({ entries: [entry(i, 1, "y".repeat(100))] }));
+      i++;
+    }
+    expect(s.segmentCount()).to.equal(1);
+    await s.close();
+    const path = join(dir, "wal", "0000000000000001.wal");
+    const data = readFileSync(path);
+    data.fill(0xcd, endOfRecords(data), endOfRecords(data) + 30);
+    writeFileSync(path, data);
+    const again = await DiskStorage.open(dir, 1, undefined, { segmentBytes: 4096 });
+    expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
+    for (let k = 0; k < 40; k++) await again.persist(ready({ entries: [entry(i + k, 1, "z".repeat(100))] }));
+    await again.close();
+    const third = await DiskStorage.open(dir, 1, undefined, { segmentBytes: 4096 });
+    expect(third.load().entries.at(-1)!.index).to.equal(i + 39);
+    await third.close();
+  });
+
   it("cuts off a torn write at the log's end, and what it leaves behind never comes back", async () => {
     const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
     await s.persist(
