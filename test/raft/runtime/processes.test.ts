@@ -49,7 +49,7 @@ async function caughtUp(c: LocalCluster, id: number, leader: number): Promise<vo
   });
 }
 
-describe("raft runtime: real processes on loopback (mTLS, level, kill -9)", function () {
+describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill -9)", function () {
   this.timeout(90_000);
   let cluster: LocalCluster | undefined;
 
