@@ -1,4 +1,4 @@
-// The runtime as real processes on loopback: level storage, gRPC transport
+// The runtime as real processes on loopback: write-ahead log storage, gRPC transport
 // over mutual TLS, kill -9, SIGSTOP, membership changes, full restarts.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,6 +32,33 @@ async function writeKeys(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return acked;
+}
+
+/** 16 writers putting keys until stopped; failed writes (a killed member) are retried later, never counted. */
+function burst(c: LocalCluster, via: number, prefix: string): { acked: Acked[]; stop(): Promise<Acked[]> } {
+  const acked: Acked[] = [];
+  let stopped = false;
+  let next = 0;
+  const worker = async () => {
+    while (!stopped) {
+      const i = next++;
+      try {
+        const { index } = await c.put(via, `${prefix}-${i}`, `${prefix}:${i}`);
+        acked.push({ key: `${prefix}-${i}`, value: `${prefix}:${i}`, index });
+      } catch {
+        await new Promise((r) => setTimeout(r, 20)); // the member is gone: back off until stopped
+      }
+    }
+  };
+  const workers = Promise.all(Array.from({ length: 16 }, worker));
+  return {
+    acked,
+    async stop() {
+      stopped = true;
+      await workers;
+      return acked;
+    },
+  };
 }
 
 /** Every acknowledged write is on the member, at the index it was acknowledged with. */
@@ -149,6 +176,24 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
     for (const id of remaining) await caughtUp(c, id, finalLeader);
     expect((await c.status(finalLeader)).voters).to.deep.equal(remaining);
     for (const id of remaining) await expectAll(c, id, acked);
+  });
+
+  it("kill -9 in the middle of write bursts (the leader, then every member) loses no acknowledged write", async () => {
+    const c = await start(3, { tickMs: 50, snapshotEvery: 150, keepEntries: 20 });
+    const leader = await waitFor("a leader", 15_000, () => c.agreedLeader());
+    const first = burst(c, leader, "k1");
+    await waitFor("writes under way", 15_000, () => (first.acked.length >= 120 ? true : undefined));
+    await c.kill(leader);
+    const acked = await first.stop();
+    const next = await waitFor("a new leader", 15_000, () => c.agreedLeader());
+    const second = burst(c, next, "k2");
+    await waitFor("writes under way again", 15_000, () => (second.acked.length >= 120 ? true : undefined));
+    await Promise.all([1, 2, 3].filter((id) => id !== leader).map((id) => c.kill(id)));
+    acked.push(...(await second.stop()));
+    await Promise.all([1, 2, 3].map((id) => c.startMember(id)));
+    const after = await waitFor("a leader after the restart", 15_000, () => c.agreedLeader());
+    for (const id of [1, 2, 3]) await caughtUp(c, id, after);
+    for (const id of [1, 2, 3]) await expectAll(c, id, acked);
   });
 
   it("restarting every member at once brings all state back from disk: none lost, none applied twice", async () => {
