@@ -122,12 +122,17 @@ export class DiskStorage {
         (r) => replay.add(r),
       );
       try {
-        storage = new DiskStorage(db, dir, replay.finish(snapshot, firstIndex), firstIndex);
+        const { state, markSnapshot } = replay.finish(snapshot, firstIndex);
+        storage = new DiskStorage(db, dir, state, firstIndex);
+        storage.wal = wal;
+        // The process died between storing a snapshot from the leader and marking it in
+        // the log: mark it now, so the entries it replaced never come back and the
+        // entries after it follow without a gap.
+        if (markSnapshot) await wal.append([snapshotMark(snapshot), hardStateRecord(state.hardState)]);
       } catch (err) {
         await wal.close();
         throw err;
       }
-      storage.wal = wal;
       return storage;
     } catch (err) {
       await db.close();
@@ -189,11 +194,7 @@ export class DiskStorage {
       await this.db.batch(snapshotOps(rd.snapshot, meta.index + 1), { sync: true });
       this.snapshotIndex = meta.index;
       this.firstIndex = meta.index + 1;
-      records.push({
-        type: RecordType.SnapshotMark,
-        index: meta.index,
-        payload: Snapshot.encode({ metadata: meta, data: new Uint8Array() }).finish(),
-      });
+      records.push(snapshotMark(rd.snapshot));
     }
     for (const e of rd.entries) records.push(entryRecord(e));
     const voteChanged =
@@ -204,14 +205,14 @@ export class DiskStorage {
       return;
     }
     const latest = hs ?? this.deferredHardState;
-    if (latest) {
-      // After the entries: a replayed commit index never points past the replayed log.
-      records.push(hardStateRecord(latest));
-      this.persistedHardState = latest;
-      this.deferredHardState = undefined;
-    }
+    // After the entries: a replayed commit index never points past the replayed log.
+    if (latest) records.push(hardStateRecord(latest));
     if (records.length === 0) return;
+    // A new segment opens with persistedHardState: it must still be the durable one
+    // while this write is in flight (its commit may point into this write's entries).
     await this.wal.append(records);
+    if (latest) this.persistedHardState = latest;
+    this.deferredHardState = undefined;
     this.writes.batches++;
     this.writes.synced++;
   }
@@ -242,6 +243,15 @@ export class DiskStorage {
     await this.wal.close();
     await this.db.close();
   }
+}
+
+function snapshotMark(snapshot: Snapshot): WalRecord {
+  const metadata = snapshot.metadata!;
+  return {
+    type: RecordType.SnapshotMark,
+    index: metadata.index,
+    payload: Snapshot.encode({ metadata, data: new Uint8Array() }).finish(),
+  };
 }
 
 function snapshotOps(snapshot: Snapshot, firstIndex: number) {
@@ -290,6 +300,8 @@ class Replay {
   hardState: HardState | undefined;
   /** The index the next entry must have when the log is empty after a mark (undefined: any). */
   private expectedNext: number | undefined;
+  /** The index of the last snapshot mark, if any. */
+  private markIndex: number | undefined;
 
   constructor(private readonly dir: string) {}
 
@@ -317,20 +329,22 @@ class Replay {
       case RecordType.SnapshotMark:
         this.entries = [];
         this.expectedNext = r.index + 1;
+        this.markIndex = r.index;
         return;
       default:
         throw new RaftStateCorruptError(this.dir, `unknown log record type ${r.type}`);
     }
   }
 
-  finish(snapshot: Snapshot, firstIndex: number): PersistentState {
+  /**
+   * The state to start from, and whether the level snapshot still has to be marked in
+   * the log. A snapshot from the leader is stored before its mark is written: if the
+   * process died in between, the log still holds what the snapshot replaced.
+   */
+  finish(snapshot: Snapshot, firstIndex: number): { state: PersistentState; markSnapshot: boolean } {
     if (!this.hardState) throw new RaftStateCorruptError(this.dir, "no hard state in the log");
     const snap = snapshot.metadata!;
     let entries = this.entries;
-    // Compacted away, though still in a segment that holds entries kept.
-    const drop =
-      entries.length > 0 ? Math.min(entries.length, Math.max(0, firstIndex - entries[0].index)) : 0;
-    if (drop > 0) entries = entries.slice(drop);
     const last = entries.length > 0 ? entries[entries.length - 1].index : 0;
     if (entries.length > 0 && entries[0].index > snap.index + 1) {
       throw new RaftStateCorruptError(
@@ -338,10 +352,22 @@ class Replay {
         `log starts at ${entries[0].index}, after the snapshot at ${snap.index}`,
       );
     }
+    // The log agrees with the snapshot when it was marked, or holds the snapshot's
+    // entry with its term (log matching), or starts right after it (entries at or
+    // below the commit index, the only ones compaction removes, never conflict).
     const atSnapshot = entries.find((e) => e.index === snap.index);
-    // Entries are kept only if they agree with the snapshot (the log matching property);
-    // after a crash between storing a snapshot and marking it, they may not.
-    if (last < snap.index || (atSnapshot && atSnapshot.term !== snap.term)) entries = [];
+    const agrees =
+      this.markIndex === snap.index ||
+      snap.index === 0 ||
+      (atSnapshot
+        ? atSnapshot.term === snap.term
+        : entries.length > 0 && entries[0].index === snap.index + 1);
+    const markSnapshot = !agrees && (last > 0 || this.markIndex !== undefined);
+    if (!agrees || last < snap.index) entries = [];
+    // Compacted away, though still in a segment that holds entries kept.
+    const drop =
+      entries.length > 0 ? Math.min(entries.length, Math.max(0, firstIndex - entries[0].index)) : 0;
+    if (drop > 0) entries = entries.slice(drop);
     const lastIndex = Math.max(snap.index, entries.length > 0 ? entries[entries.length - 1].index : 0);
     if (this.hardState.commit > lastIndex) {
       throw new RaftStateCorruptError(
@@ -349,6 +375,6 @@ class Replay {
         `commit index ${this.hardState.commit} beyond the last entry ${lastIndex}`,
       );
     }
-    return { hardState: this.hardState, snapshot, entries, applied: snap.index };
+    return { state: { hardState: this.hardState, snapshot, entries, applied: snap.index }, markSnapshot };
   }
 }

@@ -8,9 +8,10 @@
 // Record: u32 payload length, u32 CRC-32 of (type, index, payload), u8 type,
 // u64 index, payload (all little-endian). A zero header is the end of the data. A
 // record that fails its check at the end of the newest segment is a torn write (never
-// acknowledged, hard case 24): it is cut off and the rest of the segment zeroed again,
-// so stale bytes behind it can never be read as records later. Anywhere else a bad
-// record is corruption, reported, and nothing is changed.
+// acknowledged, hard case 24): it is cut off. Whatever lies behind the end of the
+// newest segment's data (a torn record, or sectors of an interrupted write that landed
+// while an earlier one did not) is zeroed again at open, so stale bytes can never be
+// read as records later. Anywhere else a bad record is corruption, reported.
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -132,6 +133,7 @@ export class Wal {
   /** Creates a new log holding `records`. */
   static async create(dir: string, options: WalOptions, records: WalRecord[]): Promise<Wal> {
     fs.mkdirSync(dir, { recursive: true });
+    fsyncDir(join(dir, ".."));
     const wal = new Wal(dir, options, []);
     const path = await prepareSegment(dir, 1, wal.segmentBytes);
     wal.segments.push({ seq: 1, path, maxIndex: 0 });
@@ -187,11 +189,12 @@ export class Wal {
       }
       if (last) {
         end = segEnd;
-        if (torn) {
+        const stale = data.subarray(segEnd).some((b) => b !== 0);
+        if (stale) {
           // The tail of the newest segment was being written when the process died.
           options.logger.warn(
-            { segment: segments[i].path, offset: segEnd, bytes: data.length - segEnd },
-            "cut off a torn write at the end of the raft log (it was never acknowledged)",
+            { segment: segments[i].path, offset: segEnd, torn },
+            "cut off an interrupted write at the end of the raft log (it was never acknowledged)",
           );
           const fd = fs.openSync(segments[i].path, "r+");
           try {

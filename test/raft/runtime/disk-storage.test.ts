@@ -374,3 +374,113 @@ describe("raft runtime: disk storage against a model (seeded; reproduce with the
     }
   });
 });
+
+describe("raft runtime: disk storage across unlucky crash points", () => {
+  const confState = { voters: [1], learners: [] };
+  const newDir = () => join(mkdtempSync(join(tmpdir(), "raft-crash-")), "raft");
+  /** kill -9: the handles go, nothing more is written. */
+  async function crash(s: DiskStorage): Promise<void> {
+    const internals = s as unknown as { db: { close(): Promise<void> }; wal: { close(): Promise<void> } };
+    await internals.wal.close();
+    await internals.db.close();
+  }
+  /** Installs a leader's snapshot but dies after storing it, before its log mark is written. */
+  async function installSnapshotAndDie(s: DiskStorage, index: number, term: number): Promise<void> {
+    const wal = (s as unknown as { wal: { append: unknown } }).wal;
+    wal.append = async () => {
+      throw new Error("killed");
+    };
+    const snapshot = { metadata: { index, term, confState }, data: new Uint8Array() };
+    await s.persist(ready({ snapshot, hardState: { term, vote: 0, commit: index } })).catch(() => undefined);
+    delete wal.append;
+    await crash(s);
+  }
+  const summary = (s: DiskStorage) => s.load().entries.map((e) => `${e.index}@${e.term}`);
+
+  it("a snapshot stored but not yet marked in the log: the log it replaced never comes back", async () => {
+    const dir = newDir();
+    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    await s.persist(
+      ready({ entries: [2, 3, 4, 5].map((i) => entry(i, 1)), hardState: { term: 1, vote: 0, commit: 3 } }),
+    );
+    await installSnapshotAndDie(s, 20, 2);
+    const s2 = await DiskStorage.open(dir, 1);
+    expect(s2.load().snapshot.metadata!.index).to.equal(20);
+    expect(summary(s2)).to.deep.equal([]);
+    await s2.persist(
+      ready({ entries: [entry(21, 2), entry(22, 2)], hardState: { term: 2, vote: 0, commit: 21 } }),
+    );
+    await crash(s2);
+    const s3 = await DiskStorage.open(dir, 1); // no gap between the old entries and 21
+    expect(summary(s3)).to.deep.equal(["21@2", "22@2"]);
+    await s3.close();
+  });
+
+  it("a snapshot that conflicts with the log at its index drops the log's stale entries after it", async () => {
+    const dir = newDir();
+    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const log = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1));
+    await s.persist(ready({ entries: log, hardState: { term: 1, vote: 0, commit: 3 } }));
+    await installSnapshotAndDie(s, 8, 3); // the leader's entry 8 is of term 3, ours of term 1
+    const s2 = await DiskStorage.open(dir, 1);
+    expect(summary(s2)).to.deep.equal([]);
+    await s2.persist(ready({ entries: [entry(9, 3)], hardState: { term: 3, vote: 0, commit: 8 } }));
+    await crash(s2);
+    const s3 = await DiskStorage.open(dir, 1);
+    expect(summary(s3)).to.deep.equal(["9@3"]);
+    await s3.close();
+  });
+
+  it("a write cut short right after a new segment's opening hard state still opens", async () => {
+    const dir = newDir();
+    const options = { segmentBytes: 4096 };
+    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), options);
+    let i = 2;
+    for (; i < 17; i++) {
+      await s.persist(
+        ready({ entries: [entry(i, 1, "x".repeat(100))], hardState: { term: 1, vote: 0, commit: i - 1 } }),
+      );
+    }
+    // A follower's append whose commit index is its own last entry, big enough to roll over.
+    const batch = Array.from({ length: 20 }, (_, k) => entry(i + k, 1, "y".repeat(100)));
+    await s.persist(ready({ entries: batch, hardState: { term: 1, vote: 0, commit: i + 19 } }));
+    await crash(s);
+    const segments = readdirSync(join(dir, "wal")).sort();
+    expect(segments.length).to.be.at.least(2); // a third may be zero-filled ahead of need
+    // Only the new segment's opening record and a few bytes more reached the disk.
+    const path = join(dir, "wal", segments[1]);
+    const data = readFileSync(path);
+    data.fill(0, HEADER_BYTES + data.readUInt32LE(0) + 40);
+    writeFileSync(path, data);
+    const again = await DiskStorage.open(dir, 1, undefined, options);
+    expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
+    expect(again.load().hardState.commit).to.be.at.most(i - 1);
+    await again.close();
+  });
+
+  it("sectors of an interrupted write that landed behind a lost one are cleared, never replayed later", async () => {
+    const dir = newDir();
+    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
+    const segment = join(dir, "wal", readdirSync(join(dir, "wal"))[0]);
+    const end = endOfRecords(readFileSync(segment));
+    // The write [entry 3, vote for 2 in term 1] is interrupted: its first bytes never land.
+    await s.persist(ready({ entries: [entry(3, 1)], hardState: { term: 1, vote: 2, commit: 1 } }));
+    await crash(s);
+    const data = readFileSync(segment);
+    data.fill(0, end, end + HEADER_BYTES + 4);
+    writeFileSync(segment, data);
+    const s2 = await DiskStorage.open(dir, 1);
+    expect(s2.load().hardState).to.deep.equal({ term: 1, vote: 0, commit: 1 });
+    expect(
+      readFileSync(segment)
+        .subarray(end)
+        .every((b) => b === 0),
+    ).to.equal(true);
+    await s2.persist(ready({ hardState: { term: 2, vote: 3, commit: 1 } }));
+    await crash(s2);
+    const s3 = await DiskStorage.open(dir, 1);
+    expect(s3.load().hardState).to.deep.equal({ term: 2, vote: 3, commit: 1 });
+    await s3.close();
+  });
+});
