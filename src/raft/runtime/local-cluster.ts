@@ -134,7 +134,7 @@ export class LocalCluster {
       "--tick-ms",
       String(this.options.tickMs ?? 100),
       "--snapshot-every",
-      String(this.options.snapshotEvery ?? 10_000),
+      String(this.options.snapshotEvery ?? 100_000),
       ...(this.options.keepEntries === undefined ? [] : ["--keep-entries", String(this.options.keepEntries)]),
       ...(m.join ? ["--join"] : []),
     ];

@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     )
     .option("--join", "start empty and wait to be added as a learner")
     .option("--tick-ms <ms>", "raft tick", "100")
-    .option("--snapshot-every <n>", "compact the log every N applied entries", "10000")
+    .option("--snapshot-every <n>", "compact the log every N applied entries", "100000")
     .option("--keep-entries <n>", "entries kept behind each snapshot for slow followers", "5000")
     .parse()
     .opts<{
