@@ -56,6 +56,14 @@ try {
   const w0 = Date.now();
   for (let i = 0; i < 100; i++) await cluster.put(leader, `demo-${i}`, `value ${i}`);
   say(`100 writes acknowledged after replication to a quorum and fsync (${Date.now() - w0} ms)`);
+  // Followers learn the commit index with the next append or heartbeat (one tick at most).
+  const a0 = Date.now();
+  const commit = (await cluster.status(leader)).commit;
+  await waitFor("every member to apply the writes", 5_000, async () => {
+    const applied = await Promise.all([...cluster.members.keys()].map((id) => cluster.status(id)));
+    return applied.every((s) => s.applied >= commit) ? true : undefined;
+  });
+  say(`Every member applied them (${Date.now() - a0} ms later)`);
   await table(cluster);
   if (size < 3)
     say(`(failover needs 3 members or more: with ${size}, losing the leader loses the quorum; skipped)`);
