@@ -41,6 +41,8 @@ for (let seed = from; seed < from + seeds; seed++) {
   }
 }
 const seconds = (performance.now() - started) / 1000;
-console.error(`${seeds} seeds in ${seconds.toFixed(1)} s (${(seeds / seconds).toFixed(1)} seeds/s)`);
+console.error(
+  `${seeds} seed${seeds === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${(seeds / seconds).toFixed(1)} seeds/s)`,
+);
 console.log(`seeds=${seeds} violations=${violations}`);
 process.exit(violations > 0 ? 1 : 0);
