@@ -36,7 +36,8 @@ export interface RaftNodeOptions {
 type Input =
   | { kind: "tick" }
   | { kind: "message"; message: Message }
-  | { kind: "propose"; id: Buffer; data: Uint8Array; conf?: ConfChange }
+  | { kind: "propose"; id: Buffer; data: Uint8Array }
+  | { kind: "confChange"; id: Buffer; conf: ConfChange }
   | { kind: "read"; ctx: Buffer }
   | { kind: "transfer"; target: number }
   | { kind: "snapshotStatus"; to: number; ok: boolean }
@@ -193,7 +194,7 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     const context = wrap(id, new TextEncoder().encode(address));
     const conf: ConfChange = { type, nodeId, context };
     return this.track(this.pending, id.toString("hex"), () => {
-      this.enqueue({ kind: "propose", id, data: new Uint8Array(), conf });
+      this.enqueue({ kind: "confChange", id, conf });
     });
   }
 
@@ -242,7 +243,7 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     // one acknowledgement back for the lot, instead of one each.
     let batch: Extract<Input, { kind: "propose" }>[] = [];
     for (const input of inputs) {
-      if (input.kind === "propose" && !input.conf) {
+      if (input.kind === "propose") {
         batch.push(input);
         continue;
       }
@@ -271,8 +272,11 @@ export class RaftNode extends EventEmitter implements TransportEvents {
       case "message":
         this.raft.step(input.message);
         return;
-      case "propose": {
-        const result = input.conf ? this.raft.proposeConfChange(input.conf) : this.raft.propose(input.data);
+      case "propose": // batched by drain()
+        this.proposeBatch([input]);
+        return;
+      case "confChange": {
+        const result = this.raft.proposeConfChange(input.conf);
         if (!result.ok)
           this.settle(
             this.pending,
