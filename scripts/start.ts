@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
-import { LocalCluster, waitFor } from "../src/raft/runtime/local-cluster.js";
+import { LocalCluster, waitFor } from "../src/testbed/local-cluster.js";
 
 const opts = new Command()
   .name("npm start --")

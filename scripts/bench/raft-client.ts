@@ -5,9 +5,9 @@ import { readFileSync } from "node:fs";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
-import { KVServiceClient } from "../../src/gen/kv/v1/kv.js";
+import { KVServiceClient } from "../../src/gen/testbed/kv/v1/kv.js";
 import { silentLogger } from "../../src/log/logger.js";
-import { loadCredentialHolder } from "../../src/raft/runtime/dev-pki.js";
+import { loadCredentialHolder } from "../../src/testbed/dev-pki.js";
 
 const opts = new Command()
   .requiredOption("--target <host:port>")

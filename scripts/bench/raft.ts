@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Command } from "commander";
-import { freePort, LocalCluster, waitFor } from "../../src/raft/runtime/local-cluster.js";
+import { freePort, LocalCluster, waitFor } from "../../src/testbed/local-cluster.js";
 
 const CLIENT = new URL("./raft-client.ts", import.meta.url).pathname;
 

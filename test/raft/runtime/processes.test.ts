@@ -4,7 +4,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { LocalCluster, waitFor } from "../../../src/raft/runtime/local-cluster.js";
+import { LocalCluster, waitFor } from "../../../src/testbed/local-cluster.js";
 
 interface Acked {
   key: string;

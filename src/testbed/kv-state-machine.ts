@@ -1,8 +1,8 @@
 // A small key-value state machine for the runtime's tests and benchmark only:
 // every proposal's effect can be checked on every member. Commands are encoded
 // PutRequests; the result of a put is the index it was applied at.
-import { KVSnapshot, PutRequest } from "../../gen/kv/v1/kv.js";
-import type { StateMachine } from "./types.js";
+import { KVSnapshot, PutRequest } from "../gen/testbed/kv/v1/kv.js";
+import type { StateMachine } from "../raft/runtime/types.js";
 
 export class KVStateMachine implements StateMachine {
   private readonly data = new Map<string, Uint8Array>();

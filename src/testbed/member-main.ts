@@ -1,16 +1,16 @@
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
-import { NodeAuthorizer } from "../../ca/tls/authorization.js";
-import { KVServiceService } from "../../gen/kv/v1/kv.js";
-import { RaftTransportServiceService } from "../../gen/raft/v1/transport.js";
-import { createLogger } from "../../log/logger.js";
-import { bootstrapState, joiningState } from "../core/bootstrap.js";
+import { NodeAuthorizer } from "../ca/tls/authorization.js";
+import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
+import { KVServiceService } from "../gen/testbed/kv/v1/kv.js";
+import { createLogger } from "../log/logger.js";
+import { bootstrapState, joiningState } from "../raft/core/bootstrap.js";
+import { DiskStorage } from "../raft/runtime/disk-storage.js";
+import { GrpcTransport, RAFT_SERVER_OPTIONS, raftTransportService } from "../raft/runtime/grpc-transport.js";
+import { RaftNode } from "../raft/runtime/node.js";
 import { loadCredentialHolder } from "./dev-pki.js";
-import { DiskStorage } from "./disk-storage.js";
-import { GrpcTransport, RAFT_SERVER_OPTIONS, raftTransportService } from "./grpc-transport.js";
 import { kvService } from "./kv-service.js";
 import { KVStateMachine } from "./kv-state-machine.js";
-import { RaftNode } from "./node.js";
 
 const MANAGER_ONLY = { roles: ["manager"] } as const;
 

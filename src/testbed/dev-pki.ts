@@ -3,11 +3,11 @@
 // the state-dir layout of DESIGN.md (certificates/node.key, node.crt, ca.crt).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeCertificateFile, writePrivateKeyFile } from "../../ca/atomic-file.js";
-import { checkNodeCsr, createNodeCsr } from "../../ca/csr.js";
-import { RootCA } from "../../ca/root-ca.js";
-import { TlsCredentialHolder } from "../../ca/tls/credential-holder.js";
-import type { Logger } from "../../log/logger.js";
+import { writeCertificateFile, writePrivateKeyFile } from "../ca/atomic-file.js";
+import { checkNodeCsr, createNodeCsr } from "../ca/csr.js";
+import { RootCA } from "../ca/root-ca.js";
+import { TlsCredentialHolder } from "../ca/tls/credential-holder.js";
+import type { Logger } from "../log/logger.js";
 
 export interface DevPki {
   clusterId: string;

@@ -6,8 +6,8 @@ import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { KVServiceClient, type StatusResponse } from "../../gen/kv/v1/kv.js";
-import { silentLogger } from "../../log/logger.js";
+import { KVServiceClient, type StatusResponse } from "../gen/testbed/kv/v1/kv.js";
+import { silentLogger } from "../log/logger.js";
 import { createDevPki, type DevPki, loadCredentialHolder, writeMemberCertificates } from "./dev-pki.js";
 
 const MEMBER_MAIN = new URL("./member-main.ts", import.meta.url).pathname;

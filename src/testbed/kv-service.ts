@@ -1,11 +1,11 @@
 // The KV service over a RaftNode: writes go through the log, reads through
 // ReadIndex (linearizable on any member), membership changes for tests.
 import * as grpc from "@grpc/grpc-js";
-import type { KVServiceServer } from "../../gen/kv/v1/kv.js";
-import { PutRequest } from "../../gen/kv/v1/kv.js";
-import { RaftRuntimeError } from "./errors.js";
+import type { KVServiceServer } from "../gen/testbed/kv/v1/kv.js";
+import { PutRequest } from "../gen/testbed/kv/v1/kv.js";
+import { RaftRuntimeError } from "../raft/runtime/errors.js";
+import type { RaftNode } from "../raft/runtime/node.js";
 import type { KVStateMachine } from "./kv-state-machine.js";
-import type { RaftNode } from "./node.js";
 
 function toStatus(err: unknown): grpc.ServiceError {
   const e = err as Error;

@@ -2,7 +2,7 @@
 // versions:
 //   protoc-gen-ts_proto  v2.18.0
 //   protoc               unknown
-// source: kv/v1/kv.proto
+// source: testbed/kv/v1/kv.proto
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
@@ -21,7 +21,7 @@ import {
 
 export const protobufPackage = "kv.v1";
 
-export const protobufFileName = "kv/v1/kv.proto";
+export const protobufFileName = "testbed/kv/v1/kv.proto";
 
 /**
  * A small key-value service over the Raft runtime, for tests and benchmarks
