@@ -34,22 +34,35 @@ async function table(c: LocalCluster): Promise<void> {
 }
 
 const baseDir = mkdtempSync(join(tmpdir(), "nodectl-demo-"));
-say(`Starting ${size} Raft member${size === 1 ? "" : "s"} on loopback (state and logs in ${baseDir}) ...`);
-const cluster = await LocalCluster.start({ size, baseDir, logLevel: "warn" });
+let cluster: LocalCluster | undefined;
 let closing = false;
 const close = async (code: number) => {
   if (closing) return;
   closing = true;
-  await cluster.close();
+  await cluster?.close();
   // Keep the members' state and logs when something went wrong; remove them otherwise.
   if (code === 0) rmSync(baseDir, { recursive: true, force: true });
   else say(`State and logs kept in ${baseDir}`);
   process.exit(code);
 };
-process.on("SIGINT", () => void close(0));
-process.on("SIGTERM", () => void close(0));
+// Stop the members and clean up however this demo is ended: Ctrl-C, a signal from npm or
+// a terminal that went away, or a reader that closed our output (`npm start | head -5`).
+// (The members also stop on their own if this process dies: they watch a pipe we hold.)
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void close(0));
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") void close(0);
+});
+// npm does not pass its own SIGTERM on to the script: notice that it (our parent) is gone.
+const parentPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parentPid) void close(0);
+}, 250).unref();
+
+say(`Starting ${size} Raft member${size === 1 ? "" : "s"} on loopback (state and logs in ${baseDir}) ...`);
+cluster = await LocalCluster.start({ size, baseDir, logLevel: "warn" });
 
 try {
+  if (closing) await new Promise(() => undefined); // output already closed: close() exits
   const t0 = Date.now();
   const leader = await waitFor("a leader", 20_000, () => cluster.agreedLeader());
   say(`Leader elected: member ${leader} (${Date.now() - t0} ms)`);
@@ -96,6 +109,8 @@ try {
   }
   await close(0);
 } catch (err) {
+  // Once closing (a signal, or our output closed), failures are those of the stopping members.
+  if (closing) await new Promise(() => undefined);
   console.error(`demo failed: ${(err as Error).message}`);
   await close(1);
 }

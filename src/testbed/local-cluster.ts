@@ -137,9 +137,11 @@ export class LocalCluster {
       String(this.options.snapshotEvery ?? 100_000),
       ...(this.options.keepEntries === undefined ? [] : ["--keep-entries", String(this.options.keepEntries)]),
       ...(m.join ? ["--join"] : []),
+      // A member never outlives this process: it stops when the pipe we hold closes.
+      "--exit-with-parent",
     ];
     const proc = spawn(process.execPath, args, {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       env: { ...process.env, LOG_FORMAT: "json", LOG_LEVEL: this.options.logLevel ?? "info" },
     });
     m.proc = proc;

@@ -39,6 +39,7 @@ async function main(): Promise<void> {
       "ID=HOST:PORT,... of the founding voters (or known members with --join)",
     )
     .option("--join", "start empty and wait to be added as a learner")
+    .option("--exit-with-parent", "stop when standard input closes (the parent that piped it died)")
     .option("--tick-ms <ms>", "raft tick", "100")
     .option("--snapshot-every <n>", "compact the log every N applied entries", "100000")
     .option("--keep-entries <n>", "entries kept behind each snapshot for slow followers", "5000")
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
       clusterId: string;
       peers: string;
       join?: boolean;
+      exitWithParent?: boolean;
       tickMs: string;
       snapshotEvery: string;
       keepEntries: string;
@@ -131,6 +133,12 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  if (opts.exitWithParent) {
+    // The parent holds the other end of our stdin: EOF means it is gone, however it died.
+    process.stdin.on("end", () => stop("parent exited"));
+    process.stdin.on("error", () => stop("parent exited"));
+    process.stdin.resume();
+  }
   node.on("fatal", () => process.exit(1));
 }
 

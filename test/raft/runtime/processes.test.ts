@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
 import { LocalCluster, waitFor } from "../../../src/testbed/local-cluster.js";
+import { startLoop } from "../../helpers/loop.js";
 
 interface Acked {
   key: string;
@@ -37,10 +38,9 @@ async function writeKeys(
 /** 16 writers putting keys until stopped; failed writes (a killed member) are retried later, never counted. */
 function burst(c: LocalCluster, via: number, prefix: string): { acked: Acked[]; stop(): Promise<Acked[]> } {
   const acked: Acked[] = [];
-  let stopped = false;
   let next = 0;
-  const worker = async () => {
-    while (!stopped) {
+  const writers = Array.from({ length: 16 }, () =>
+    startLoop(async () => {
       const i = next++;
       try {
         const { index } = await c.put(via, `${prefix}-${i}`, `${prefix}:${i}`);
@@ -48,14 +48,12 @@ function burst(c: LocalCluster, via: number, prefix: string): { acked: Acked[]; 
       } catch {
         await new Promise((r) => setTimeout(r, 20)); // the member is gone: back off until stopped
       }
-    }
-  };
-  const workers = Promise.all(Array.from({ length: 16 }, worker));
+    }),
+  );
   return {
     acked,
     async stop() {
-      stopped = true;
-      await workers;
+      await Promise.all(writers.map((w) => w.stop()));
       return acked;
     },
   };
@@ -133,41 +131,41 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
 
     const acked: Acked[] = [];
     const gaps: number[] = [];
-    let writing = true;
     let last = Date.now();
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        const targets = [1, 2, 3, 4].filter((id) => c.members.get(id)?.proc);
-        const via = targets[i % targets.length];
-        try {
-          const { index } = await c.put(via, `w-${i}`, `v${i}`, 2_000);
-          acked.push({ key: `w-${i}`, value: `v${i}`, index });
-          gaps.push(Date.now() - last);
-          last = Date.now();
-        } catch {
-          // not acknowledged: the client retries with the next key
-        }
-      }
-    })();
-
-    await c.call(leader, (k) => k.addLearner, { id: 4, address: c.members.get(4)!.address });
-    await caughtUp(c, 4, leader);
-    expect((await c.status(leader)).learners).to.deep.equal([4]);
-    await c.call(leader, (k) => k.promoteMember, { id: 4 });
-    expect((await c.status(leader)).voters).to.deep.equal([1, 2, 3, 4]);
     const removed = [1, 2, 3].find((id) => id !== leader)!;
-    await c.call(leader, (k) => k.removeMember, { id: removed });
-    await c.kill(removed);
-    await c.call(leader, (k) => k.transferLeadership, { id: 4 });
-    await waitFor("member 4 to lead", 10_000, async () =>
-      (await c.agreedLeader()) === 4 ? true : undefined,
-    );
-    const countAtTransfer = acked.length;
-    await waitFor("writes after the transfer", 10_000, () =>
-      acked.length > countAtTransfer + 20 ? true : undefined,
-    );
-    writing = false;
-    await writer;
+    const writer = startLoop(async (i) => {
+      const targets = [1, 2, 3, 4].filter((id) => c.members.get(id)?.proc);
+      if (targets.length === 0) return;
+      const via = targets[i % targets.length];
+      try {
+        const { index } = await c.put(via, `w-${i}`, `v${i}`, 2_000);
+        acked.push({ key: `w-${i}`, value: `v${i}`, index });
+        gaps.push(Date.now() - last);
+        last = Date.now();
+      } catch {
+        // not acknowledged: the client retries with the next key
+      }
+    });
+
+    try {
+      await c.call(leader, (k) => k.addLearner, { id: 4, address: c.members.get(4)!.address });
+      await caughtUp(c, 4, leader);
+      expect((await c.status(leader)).learners).to.deep.equal([4]);
+      await c.call(leader, (k) => k.promoteMember, { id: 4 });
+      expect((await c.status(leader)).voters).to.deep.equal([1, 2, 3, 4]);
+      await c.call(leader, (k) => k.removeMember, { id: removed });
+      await c.kill(removed);
+      await c.call(leader, (k) => k.transferLeadership, { id: 4 });
+      await waitFor("member 4 to lead", 10_000, async () =>
+        (await c.agreedLeader()) === 4 ? true : undefined,
+      );
+      const countAtTransfer = acked.length;
+      await waitFor("writes after the transfer", 10_000, () =>
+        acked.length > countAtTransfer + 20 ? true : undefined,
+      );
+    } finally {
+      await writer.stop();
+    }
 
     expect(acked.length).to.be.greaterThan(20);
     expect(Math.max(...gaps), "longest pause between acknowledged writes (ms)").to.be.below(3_000);
@@ -182,14 +180,22 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
     const c = await start(3, { tickMs: 50, snapshotEvery: 150, keepEntries: 20 });
     const leader = await waitFor("a leader", 15_000, () => c.agreedLeader());
     const first = burst(c, leader, "k1");
-    await waitFor("writes under way", 15_000, () => (first.acked.length >= 120 ? true : undefined));
-    await c.kill(leader);
-    const acked = await first.stop();
+    try {
+      await waitFor("writes under way", 15_000, () => (first.acked.length >= 120 ? true : undefined));
+      await c.kill(leader);
+    } finally {
+      await first.stop();
+    }
+    const acked = first.acked;
     const next = await waitFor("a new leader", 15_000, () => c.agreedLeader());
     const second = burst(c, next, "k2");
-    await waitFor("writes under way again", 15_000, () => (second.acked.length >= 120 ? true : undefined));
-    await Promise.all([1, 2, 3].filter((id) => id !== leader).map((id) => c.kill(id)));
-    acked.push(...(await second.stop()));
+    try {
+      await waitFor("writes under way again", 15_000, () => (second.acked.length >= 120 ? true : undefined));
+      await Promise.all([1, 2, 3].filter((id) => id !== leader).map((id) => c.kill(id)));
+    } finally {
+      await second.stop();
+    }
+    acked.push(...second.acked);
     await Promise.all([1, 2, 3].map((id) => c.startMember(id)));
     const after = await waitFor("a leader after the restart", 15_000, () => c.agreedLeader());
     for (const id of [1, 2, 3]) await caughtUp(c, id, after);
