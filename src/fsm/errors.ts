@@ -1,0 +1,30 @@
+// Why the replicated state refused a command. A refusal changes nothing; the code is
+// stable (services map it to their own refusals and the CLI to its exit status).
+
+export const FSM_ERROR_CODES = [
+  "CLUSTER_EXISTS",
+  "NO_CLUSTER",
+  "NODE_EXISTS",
+  "NODE_NOT_FOUND",
+  "NODE_REMOVED",
+  "NODE_IS_MANAGER",
+  "NODE_UP",
+  "RAFT_ID_IN_USE",
+  "INVALID_COMMAND",
+] as const;
+
+export type FsmErrorCode = (typeof FSM_ERROR_CODES)[number];
+
+export class FsmRefusal extends Error {
+  constructor(
+    readonly code: FsmErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "FsmRefusal";
+  }
+}
+
+export function isFsmErrorCode(code: string): code is FsmErrorCode {
+  return (FSM_ERROR_CODES as readonly string[]).includes(code);
+}

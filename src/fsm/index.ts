@@ -1,0 +1,7 @@
+// src/fsm: the replicated state of a cluster (CA, nodes, removed nodes) as a
+// deterministic state machine. It knows nothing of gRPC or of the Raft runtime: it
+// offers the runtime the StateMachine shape (apply/snapshot/restore) and its watchers
+// change events.
+export { ClusterState, SCHEMA_VERSION, SnapshotSchemaError } from "./cluster-state.js";
+export { FSM_ERROR_CODES, type FsmErrorCode, FsmRefusal, isFsmErrorCode } from "./errors.js";
+export type { ChangeEvent, ChangeListener } from "./events.js";

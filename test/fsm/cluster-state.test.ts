@@ -1,0 +1,222 @@
+import { expect } from "chai";
+import { type ChangeEvent, ClusterState, SnapshotSchemaError } from "../../src/fsm/index.js";
+import { Command, CommandResult } from "../../src/gen/fsm/v1/commands.js";
+import { NodeStatus, RaftMembership, Role, State } from "../../src/gen/fsm/v1/state.js";
+import { cmd, createCluster, join, newState } from "./helpers.js";
+
+/** A refused command returns its code and leaves the state byte-identical. */
+function expectRefused(s: ClusterState, command: Command, code: string): void {
+  const before = Buffer.from(s.snapshot());
+  const events: ChangeEvent[] = [];
+  const unwatch = s.watch((e) => events.push(...e));
+  const result = s.applyCommand(100, command);
+  unwatch();
+  expect(result.ok, result.message).to.equal(false);
+  expect(result.code).to.equal(code);
+  expect(result.message).to.not.equal("");
+  expect(Buffer.from(s.snapshot()).equals(before), "state unchanged by a refusal").to.equal(true);
+  expect(events, "no change event for a refusal").to.deep.equal([]);
+}
+
+const session = (nodeId: string, status: NodeStatus, managerId = "m1", atMs = 3_000) =>
+  cmd({ $case: "recordSessions", value: { transitions: [{ nodeId, status, managerId, atMs }] } });
+
+describe("fsm: the replicated cluster state", () => {
+  it("creates the cluster once, with its first manager", () => {
+    const s = newState(createCluster());
+    expect(s.cluster()?.id).to.equal("c1");
+    expect(s.nodes().map((n) => n.id)).to.deep.equal(["m1"]);
+    expectRefused(s, createCluster(), "CLUSTER_EXISTS");
+    expectRefused(new ClusterState(), join("w1"), "NO_CLUSTER");
+  });
+
+  it("records a join and a renewal; refuses a second join and a renewal of an unknown node", () => {
+    const s = newState(createCluster(), join("w1"));
+    const w1 = s.node("w1")!;
+    expect(w1.role).to.equal(Role.ROLE_WORKER);
+    expect(w1.desiredRole).to.equal(Role.ROLE_WORKER);
+    expect(w1.status).to.equal(NodeStatus.NODE_STATUS_UNSPECIFIED);
+    expectRefused(s, join("w1"), "NODE_EXISTS");
+    const renewal = join("w1", Role.ROLE_WORKER, 5_000);
+    if (renewal.command?.$case === "recordIssuance") renewal.command.value.join = false;
+    expect(s.applyCommand(3, renewal).ok).to.equal(true);
+    expect(s.node("w1")!.certificate!.serial).to.equal("s-w1-5000");
+    expect(s.node("w1")!.joinedAtMs).to.equal(2_000);
+    const unknown = join("w9");
+    if (unknown.command?.$case === "recordIssuance") unknown.command.value.join = false;
+    expectRefused(s, unknown, "NODE_NOT_FOUND");
+  });
+
+  it("removal: refused for a manager and for an up node without force; then no certificate, no role change", () => {
+    const s = newState(createCluster(), join("w1"), session("w1", NodeStatus.NODE_STATUS_READY));
+    expectRefused(
+      s,
+      cmd({ $case: "removeNode", value: { nodeId: "m1", force: true, atMs: 4_000 } }),
+      "NODE_IS_MANAGER",
+    );
+    expectRefused(
+      s,
+      cmd({ $case: "removeNode", value: { nodeId: "w1", force: false, atMs: 4_000 } }),
+      "NODE_UP",
+    );
+    expect(
+      s.applyCommand(5, cmd({ $case: "removeNode", value: { nodeId: "w1", force: true, atMs: 4_000 } })).ok,
+    ).to.equal(true);
+    expect(s.node("w1")).to.equal(undefined);
+    expect(s.removedNode("w1")).to.deep.equal({
+      id: "w1",
+      certNotAfterMs: 2_000 + 86_400_000,
+      removedAtMs: 4_000,
+    });
+    expectRefused(s, join("w1"), "NODE_REMOVED");
+    const renewal = join("w1");
+    if (renewal.command?.$case === "recordIssuance") renewal.command.value.join = false;
+    expectRefused(s, renewal, "NODE_REMOVED");
+    expectRefused(
+      s,
+      cmd({ $case: "setDesiredRole", value: { nodeId: "w1", desiredRole: Role.ROLE_MANAGER } }),
+      "NODE_REMOVED",
+    );
+  });
+
+  it("a node whose desired role is manager is not removable either (demote first)", () => {
+    const s = newState(
+      createCluster(),
+      join("w1"),
+      cmd({ $case: "setDesiredRole", value: { nodeId: "w1", desiredRole: Role.ROLE_MANAGER } }),
+    );
+    expectRefused(
+      s,
+      cmd({ $case: "removeNode", value: { nodeId: "w1", force: true, atMs: 1 } }),
+      "NODE_IS_MANAGER",
+    );
+  });
+
+  it("rotating one join token changes only that secret", () => {
+    const s = newState(
+      createCluster(),
+      cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_WORKER, secret: "w2" } }),
+    );
+    expect(s.cluster()!.joinTokenSecrets).to.deep.equal({ worker: "w2", manager: "m-secret" });
+    expectRefused(
+      s,
+      cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_UNSPECIFIED, secret: "x" } }),
+      "INVALID_COMMAND",
+    );
+    expectRefused(
+      s,
+      cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_MANAGER, secret: "" } }),
+      "INVALID_COMMAND",
+    );
+  });
+
+  it("session transitions: ready records the session's manager, down clears it, unknown nodes are skipped", () => {
+    const s = newState(createCluster(), join("w1"));
+    const r = s.applyCommand(
+      3,
+      cmd({
+        $case: "recordSessions",
+        value: {
+          transitions: [
+            { nodeId: "w1", status: NodeStatus.NODE_STATUS_READY, managerId: "m1", atMs: 3_000 },
+            { nodeId: "ghost", status: NodeStatus.NODE_STATUS_READY, managerId: "m1", atMs: 3_000 },
+          ],
+        },
+      }),
+    );
+    expect(r.ok).to.equal(true);
+    expect(s.node("w1")!.session).to.deep.equal({ managerId: "m1", connectedAtMs: 3_000 });
+    expect(s.node("ghost")).to.equal(undefined);
+    s.applyCommand(4, session("w1", NodeStatus.NODE_STATUS_DOWN, "", 9_000));
+    expect(s.node("w1")!.status).to.equal(NodeStatus.NODE_STATUS_DOWN);
+    expect(s.node("w1")!.statusChangedAtMs).to.equal(9_000);
+    expect(s.node("w1")!.session).to.equal(undefined);
+  });
+
+  it("binds a Raft member id to one node only", () => {
+    const s = newState(
+      createCluster(),
+      join("w1", Role.ROLE_MANAGER),
+      cmd({
+        $case: "setRaftMembership",
+        value: { nodeId: "w1", raftId: 2, membership: RaftMembership.RAFT_MEMBERSHIP_LEARNER },
+      }),
+    );
+    expect(s.nodeByRaftId(2)?.id).to.equal("w1");
+    expectRefused(
+      s,
+      cmd({
+        $case: "setRaftMembership",
+        value: { nodeId: "w1", raftId: 1, membership: RaftMembership.RAFT_MEMBERSHIP_VOTER },
+      }),
+      "RAFT_ID_IN_USE",
+    );
+    s.applyCommand(9, cmd({ $case: "setRaftMembership", value: { nodeId: "w1", raftId: 0, membership: 0 } }));
+    expect(s.node("w1")!.raftId).to.equal(0);
+    expect(s.nodeByRaftId(2)).to.equal(undefined);
+  });
+
+  it("prunes a removed node only once its certificate expired more than the grace window ago", () => {
+    const s = newState(
+      createCluster(),
+      join("w1"),
+      cmd({ $case: "removeNode", value: { nodeId: "w1", force: false, atMs: 3_000 } }),
+    );
+    const notAfter = s.removedNode("w1")!.certNotAfterMs;
+    const grace = 7 * 86_400_000;
+    s.applyCommand(10, cmd({ $case: "pruneRemovedNodes", value: { nowMs: notAfter + grace } }));
+    expect(s.removedNode("w1")).to.not.equal(undefined);
+    s.applyCommand(11, cmd({ $case: "pruneRemovedNodes", value: { nowMs: notAfter + grace + 1 } }));
+    expect(s.removedNode("w1")).to.equal(undefined);
+  });
+
+  it("refuses a certificate lifetime under one minute", () => {
+    const s = newState(createCluster());
+    expectRefused(
+      s,
+      cmd({ $case: "setNodeCertLifetime", value: { nodeCertLifetimeS: 59 } }),
+      "INVALID_COMMAND",
+    );
+    expect(
+      s.applyCommand(3, cmd({ $case: "setNodeCertLifetime", value: { nodeCertLifetimeS: 60 } })).ok,
+    ).to.equal(true);
+  });
+
+  it("answers garbage and empty commands with INVALID_COMMAND through the StateMachine seam", () => {
+    const s = newState(createCluster());
+    const before = Buffer.from(s.snapshot());
+    const garbage = CommandResult.decode(s.apply(5, new Uint8Array([0xff, 0xff, 0xff, 0xff])));
+    expect(garbage.code).to.equal("INVALID_COMMAND");
+    const empty = CommandResult.decode(s.apply(6, Command.encode({ command: undefined }).finish()));
+    expect(empty.code).to.equal("INVALID_COMMAND");
+    expect(Buffer.from(s.snapshot()).equals(before)).to.equal(true);
+  });
+
+  it("tells watchers what changed, after the state reflects it", () => {
+    const s = newState(createCluster());
+    const seen: ChangeEvent[] = [];
+    s.watch((events) => {
+      for (const e of events) if (e.kind === "node") expect(s.node(e.node.id)).to.equal(e.node);
+      seen.push(...events);
+    });
+    s.applyCommand(2, join("w1"));
+    s.applyCommand(3, cmd({ $case: "removeNode", value: { nodeId: "w1", force: false, atMs: 3_000 } }));
+    expect(seen.map((e) => e.kind)).to.deep.equal(["node", "nodeRemoved"]);
+    const removed = seen[1];
+    expect(removed.kind === "nodeRemoved" && removed.previous.id).to.equal("w1");
+    expect(seen.every((e) => e.index > 0)).to.equal(true);
+  });
+
+  it("snapshot/restore round-trips to identical bytes; another schema version is refused", () => {
+    const s = newState(createCluster(), join("w2"), join("w1"), session("w1", NodeStatus.NODE_STATUS_READY));
+    const copy = new ClusterState();
+    copy.restore(s.snapshot());
+    expect(Buffer.from(copy.snapshot()).equals(Buffer.from(s.snapshot()))).to.equal(true);
+    expect(copy.nodes().map((n) => n.id)).to.deep.equal(["m1", "w1", "w2"]);
+    const future = State.encode({ ...State.decode(s.snapshot()), schemaVersion: 2 }).finish();
+    expect(() => new ClusterState().restore(future)).to.throw(SnapshotSchemaError, /schema version 2/);
+    const empty = new ClusterState();
+    empty.restore(new Uint8Array());
+    expect(empty.cluster()).to.equal(undefined);
+  });
+});

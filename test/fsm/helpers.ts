@@ -1,0 +1,71 @@
+import { ClusterState } from "../../src/fsm/index.js";
+import { Command, type CommandResult } from "../../src/gen/fsm/v1/commands.js";
+import { type Node, NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
+
+export const enc = new TextEncoder();
+
+export function cmd(command: NonNullable<Command["command"]>): Command {
+  return { command };
+}
+
+export function firstManager(id = "m1"): Node {
+  return {
+    id,
+    role: Role.ROLE_MANAGER,
+    desiredRole: Role.ROLE_MANAGER,
+    raftId: 1,
+    membership: RaftMembership.RAFT_MEMBERSHIP_VOTER,
+    status: NodeStatus.NODE_STATUS_READY,
+    statusChangedAtMs: 1_000,
+    address: "127.0.0.1:4242",
+    certificate: { serial: "01", notAfterMs: 86_400_000, issuerKeyId: "aa" },
+    session: undefined,
+    joinedAtMs: 1_000,
+  };
+}
+
+export function createCluster(): Command {
+  return cmd({
+    $case: "createCluster",
+    value: {
+      cluster: {
+        id: "c1",
+        root: { certPem: enc.encode("root-cert"), keyPem: enc.encode("root-key"), keyId: "aa" },
+        rotation: undefined,
+        joinTokenSecrets: { worker: "w-secret", manager: "m-secret" },
+        nodeCertLifetimeS: 86_400,
+        renewalGraceS: 7 * 86_400,
+        createdAtMs: 1_000,
+      },
+      firstNode: firstManager(),
+    },
+  });
+}
+
+export function join(nodeId: string, role = Role.ROLE_WORKER, atMs = 2_000): Command {
+  return cmd({
+    $case: "recordIssuance",
+    value: {
+      nodeId,
+      role,
+      join: true,
+      address: "",
+      atMs,
+      certificate: { serial: `s-${nodeId}-${atMs}`, notAfterMs: atMs + 86_400_000, issuerKeyId: "aa" },
+    },
+  });
+}
+
+/** Applies in order, with increasing indexes from `start`; returns the results. */
+export function applyAll(s: ClusterState, commands: Command[], start = 1): CommandResult[] {
+  return commands.map((c, i) => s.applyCommand(start + i, c));
+}
+
+export function newState(...commands: Command[]): ClusterState {
+  const s = new ClusterState();
+  const results = applyAll(s, commands);
+  for (const r of results) if (!r.ok) throw new Error(`setup command refused: ${r.code} ${r.message}`);
+  return s;
+}
+
+export { Command };
