@@ -66,6 +66,8 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
     }
     const why = r.config.validate(cc);
     if (why) return dropped("INVALID_CONF_CHANGE", why);
+    const lagging = cc.type === ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER && learnerLag(r, cc.nodeId);
+    if (lagging) return dropped("LEARNER_NOT_READY", lagging);
     if (cc.type !== ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && r.removedThisTerm.has(cc.nodeId)) {
       // Its old replies could pass for the new member's (hard case 29).
       return dropped(
@@ -81,6 +83,22 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
   if (confIndex !== 0) r.pendingConfIndex = confIndex;
   bcastAppend(r);
   return { ok: true, index: first, term: r.term };
+}
+
+/**
+ * Why a learner is not ready to become a voter, or undefined (etcd-server's "learner
+ * not ready"). A voter that lacks committed entries adds to the quorum a member that
+ * cannot help commit until it catches up, and may not even know the configuration it
+ * votes in; so a learner is promoted only once it holds every committed entry.
+ */
+function learnerLag(r: Raft, learner: number): string | undefined {
+  if (r.knobs.promoteLaggingLearners) return undefined;
+  const match = r.progress.get(learner)?.match ?? 0;
+  if (match >= r.log.committed) return undefined;
+  return (
+    `learner ${learner} has replicated up to index ${match} of the ${r.log.committed} committed; ` +
+    "retry the promotion once it has caught up"
+  );
 }
 
 /** Advances the commit index from the voters' matches; true if it moved. */
