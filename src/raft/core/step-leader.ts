@@ -226,13 +226,20 @@ function handleHeartbeatResponse(r: Raft, m: Message): void {
 
 /** ReadIndex on the leader: confirm leadership with a heartbeat round first. */
 export function handleReadIndex(r: Raft, m: Message): void {
-  if (r.config.voters.size === 1 && r.config.isVoter(r.id)) {
+  const singleVoter = r.config.voters.size === 1 && r.config.isVoter(r.id);
+  if (singleVoter && r.knobs.singleVoterReadBeforeTermCommit) {
     answerRead(r, m, r.log.committed);
     return;
   }
-  // A new leader's commit index may lag the cluster's until it commits an entry of its term (hard case 11).
+  // A new leader's commit index may lag the cluster's until it commits an entry of its
+  // term (hard case 11). A single voter too: its durable commit index may lag what it
+  // acknowledged before a restart (commit-only writes are deferred).
   if (r.log.term(r.log.committed) !== r.term && !r.knobs.readIndexBeforeTermCommit) {
     r.pendingReadRequests.push(m);
+    return;
+  }
+  if (singleVoter) {
+    answerRead(r, m, r.log.committed); // no one else to confirm leadership with
     return;
   }
   r.readOnly.add(r.log.committed, m);
