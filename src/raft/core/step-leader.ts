@@ -123,12 +123,15 @@ export function bcastAppend(r: Raft): void {
 
 export function bcastHeartbeat(r: Raft): void {
   const context = r.readOnly.lastContext() ?? new Uint8Array(0);
-  for (const id of r.progress.keys()) {
+  const uncapped = r.knobs.heartbeatCommitCappedByVerified || r.knobs.followerCommitBeyondVerified;
+  for (const [id, pr] of r.progress) {
     if (id === r.id) continue;
-    // The follower bounds this by what our appends verified (see stepFollower).
-    r.send(
-      makeMessage({ type: MessageType.MESSAGE_TYPE_HEARTBEAT, to: id, commit: r.log.committed, context }),
-    );
+    // A heartbeat verifies nothing of the follower's log, so it carries no more of the
+    // commit index than the follower has acknowledged in this term (hard case 27, as
+    // etcd does). That is all a restarted follower needs to apply what it holds: a
+    // caught-up follower gets no append until the next write.
+    const commit = uncapped ? r.log.committed : Math.min(pr.match, r.log.committed);
+    r.send(makeMessage({ type: MessageType.MESSAGE_TYPE_HEARTBEAT, to: id, commit, context }));
   }
 }
 
