@@ -7,7 +7,7 @@ import { Raft } from "../../src/raft/core/raft.js";
 import { SeededRng } from "../../src/raft/core/rand.js";
 import type { TestingKnobs } from "../../src/raft/core/types.js";
 import { deliverOnly, electUntil, is, seen, tickUntil } from "./hard-cases-helpers.js";
-import { data, T, TestCluster, text } from "./harness.js";
+import { CC, data, T, TestCluster, text } from "./harness.js";
 
 const manual = { preVote: false, checkQuorum: false };
 
@@ -140,6 +140,66 @@ describe("raft hard cases G: durability", () => {
       expect(c.node(2).storage.hardState.vote).to.equal(0);
       expect(c.leaders()).to.deep.equal([1, 3]);
       expect([c.raft(1).term, c.raft(3).term]).to.deep.equal([2, 2]);
+    });
+  });
+
+  describe("hard case 23: a single voter's own vote", () => {
+    /** A single voter with a caught-up learner restarts: it must elect itself again. */
+    function singleVoterWithLearner(knobs: TestingKnobs): TestCluster {
+      const c = new TestCluster([1], { knobs });
+      c.elect(1);
+      c.addJoiningNode(2);
+      expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_ADD_LEARNER, 2).ok).to.equal(true);
+      c.tickAll(2);
+      c.propose(1, "x"); // its write makes the commit index covering the learner durable
+      c.crash(1);
+      c.restart(1);
+      expect(c.raft(1).status().learners).to.deep.equal([2]);
+      return c;
+    }
+
+    /** Drives node 1 one Ready at a time (ticking when it has none) until it leads. */
+    function untilLeader(c: TestCluster): void {
+      const r = c.raft(1);
+      for (let i = 0; i < 100 && r.role !== "leader"; i++) if (!c.processOnce(1)) r.tick();
+      expect(r.role).to.equal("leader");
+    }
+
+    it("hard case 23: a single voter sends nothing at a new term before that term and its vote are durable", () => {
+      const c = singleVoterWithLearner({});
+      const node = c.node(1);
+      let durableTerm = node.storage.hardState.term;
+      const from = node.readies.length;
+      untilLeader(c);
+      c.process(1);
+      const readies = node.readies.slice(from);
+      expect(readies.some((rd) => rd.messages.some((m) => m.type === T.MESSAGE_TYPE_APPEND))).to.equal(true);
+      for (const rd of readies) {
+        // rd.messages leave before rd is persisted: only terms already durable may appear.
+        for (const m of rd.messages) expect(m.term, `message type ${m.type}`).to.be.at.most(durableTerm);
+        if (rd.hardState) durableTerm = rd.hardState.term;
+      }
+      expect(durableTerm).to.equal(c.raft(1).term);
+    });
+
+    it("hard case 23: with selfVoteBeforePersist a single voter's appends at a new term leave before it is durable, and a crash makes it lead that term twice (the fix matters)", () => {
+      const c = singleVoterWithLearner({ selfVoteBeforePersist: true });
+      untilLeader(c);
+      const r = c.raft(1);
+      const term = r.term;
+      expect(c.node(1).storage.hardState.term).to.be.lessThan(term); // leading a term not yet durable
+      const rd = r.ready();
+      expect(rd.hardState?.term).to.equal(term);
+      const early = rd.messages.filter((m) => m.type === T.MESSAGE_TYPE_APPEND && m.term === term);
+      expect(early.map((m) => m.to)).to.deep.equal([2]); // sent before the write, which never completes
+      c.inflight.push(...rd.messages);
+      c.crash(1);
+      c.deliverAll();
+      expect(c.raft(2).term).to.equal(term);
+      c.restart(1);
+      expect(c.raft(1).term).to.be.lessThan(term);
+      untilLeader(c);
+      expect(c.raft(1).term).to.equal(term); // the same node leads the same term a second time
     });
   });
 
