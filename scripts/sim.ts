@@ -9,7 +9,7 @@ const program = new Command()
   .description("Deterministic Raft cluster simulation over many seeds")
   .option("--seeds <n>", "how many seeds to run", "100")
   .option("--from <s>", "first seed", "1")
-  .option("--nodes <k>", "founding voters (1..7); default varies with the seed (3..7)")
+  .option("--nodes <k>", "founding voters (1..7); default varies with the seed (1..7)")
   .option("--verbose", "print each seed's statistics")
   .parse();
 

@@ -1,6 +1,7 @@
 // Hard cases A (1-7): PreVote, CheckQuorum and disruptive candidates.
 // See /work/shared/notes/raft-hard-cases.md for the list and its sources.
 import { expect } from "chai";
+import type { TestingKnobs } from "../../src/raft/core/types.js";
 import { deliverOnly, is, makeMessage, seen, tickUntil } from "./hard-cases-helpers.js";
 import { CC, T, TestCluster } from "./harness.js";
 
@@ -215,6 +216,11 @@ describe("raft hard cases A: PreVote, CheckQuorum, leases", () => {
     expect([...c.raft(1).votes.entries()]).to.deep.equal([[1, true]]);
   });
 
+  // Hard case 7 in the form that cannot stall a cluster: a candidate is refused for
+  // its membership only when the voter has applied the candidate's whole log and that
+  // log's latest configuration does not list it (see vote.ts). Judging a candidate by
+  // the voter's own applied configuration instead left clusters that never elect
+  // again (the two shapes below, issue 9).
   it("hard case 7: a node outside the latest configuration does not disrupt elections", () => {
     const c = new TestCluster([1, 2, 3, 4]);
     c.elect(1);
@@ -263,5 +269,84 @@ describe("raft hard cases A: PreVote, CheckQuorum, leases", () => {
     expect(c.raft(leader).term).to.equal(term);
     expect(c.node(4).readies.some((rd) => rd.softState?.role === "candidate")).to.equal(false);
     expect(seen(c, is(T.MESSAGE_TYPE_PRE_VOTE_RESPONSE, undefined, 4)).every((m) => m.reject)).to.equal(true);
+  });
+
+  describe("hard case 7: no permanent stall from a lagging configuration", () => {
+    /** Grows a one-voter cluster: learner 2 is promoted before it received anything. */
+    function promotedBlind(knobs: TestingKnobs): TestCluster {
+      const c = new TestCluster([1], { knobs: { promoteLaggingLearners: true, ...knobs } });
+      c.elect(1);
+      c.addJoiningNode(2);
+      c.cut(1, 2);
+      expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_ADD_LEARNER, 2).ok).to.equal(true);
+      expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_PROMOTE_VOTER, 2).ok).to.equal(true);
+      expect(c.raft(1).status().voters).to.deep.equal([1, 2]);
+      expect(c.raft(2).status().voters).to.deep.equal([]);
+      expect(c.raft(2).log.lastIndex()).to.equal(0);
+      // CheckQuorum: 1 hears nothing from its new quorum and steps down. Then the link
+      // comes back; every node is up from now on.
+      c.tick(1, 2 * c.raft(1).cfg.electionTimeoutTicks);
+      expect(c.raft(1).role).to.equal("follower");
+      c.take(() => true);
+      c.heal();
+      return c;
+    }
+
+    it("hard case 7: a voter promoted before it heard anything (empty log and configuration) votes for the leader that stepped down", () => {
+      const c = promotedBlind({});
+      tickUntil(c, () => c.leaders().length === 1, 100);
+      expect(c.leaders()).to.deep.equal([1]);
+      expect(c.propose(1, "after").ok).to.equal(true);
+      c.tickAll(2);
+      expect(c.appliedData(2)).to.deep.equal(["after"]);
+      expect(c.raft(2).status().voters).to.deep.equal([1, 2]);
+    });
+
+    it("hard case 7: with voteOnlyForConfiguredVoters the same cluster never elects again (the fix matters)", () => {
+      const c = promotedBlind({ voteOnlyForConfiguredVoters: true });
+      c.tickAll(300);
+      expect(c.leaders()).to.deep.equal([]);
+      const answers = seen(c, is(T.MESSAGE_TYPE_PRE_VOTE_RESPONSE, 2, 1));
+      expect(answers.length).to.be.greaterThan(5);
+      expect(answers.every((m) => m.reject)).to.equal(true);
+    });
+
+    /**
+     * {1, 2} promote learner 3; 1 and 3 apply the promotion, 2 has the entry but has not
+     * learned that it committed (lazy commit); then 1 dies.
+     */
+    function promotionUnappliedOn2(knobs: TestingKnobs): TestCluster {
+      const c = new TestCluster([1, 2], { lazyCommit: true, knobs });
+      c.elect(1);
+      c.addJoiningNode(3);
+      expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_ADD_LEARNER, 3).ok).to.equal(true);
+      c.tickAll(2);
+      expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_PROMOTE_VOTER, 3).ok).to.equal(true);
+      c.tick(1); // the heartbeat that tells the commit index reaches 3 only
+      deliverOnly(c, is(T.MESSAGE_TYPE_HEARTBEAT, 1, 3));
+      c.take(() => true);
+      c.crash(1);
+      c.take(() => true);
+      expect(c.raft(3).status().voters).to.deep.equal([1, 2, 3]);
+      expect(c.raft(2).status().voters).to.deep.equal([1, 2]);
+      expect(c.raft(2).log.lastIndex()).to.equal(c.raft(3).log.lastIndex());
+      return c;
+    }
+
+    it("hard case 7: a voter that has not applied a promotion votes for the promoted node, so {2, 3} elect after 1 dies", () => {
+      const c = promotionUnappliedOn2({});
+      tickUntil(c, () => c.leaders().length === 1, 100);
+      expect(c.leaders()).to.deep.equal([3]);
+      expect(c.propose(3, "after").ok).to.equal(true);
+      c.tickAll(2);
+      for (const id of [2, 3]) expect(c.appliedData(id)).to.deep.equal(["after"]);
+      expect(c.raft(2).status().voters).to.deep.equal([1, 2, 3]);
+    });
+
+    it("hard case 7: with voteOnlyForConfiguredVoters {2, 3} never elect after 1 dies (the fix matters)", () => {
+      const c = promotionUnappliedOn2({ voteOnlyForConfiguredVoters: true });
+      c.tickAll(300);
+      expect(c.leaders()).to.deep.equal([]);
+    });
   });
 });

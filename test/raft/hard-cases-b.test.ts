@@ -209,6 +209,43 @@ describe("raft hard cases C: reads", () => {
     });
   });
 
+  describe("hard case 11: a single voter", () => {
+    /**
+     * A single voter acknowledges "acked", then is killed: its commit index was only in
+     * a commit-only hard state, which storage defers (like the runtime). It restarts and
+     * runs its election one Ready at a time; a read arrives in the round in which it has
+     * just become leader, before its noop commits.
+     */
+    function readRightAfterElection(knobs: TestingKnobs): { c: TestCluster; acked: number } {
+      const c = new TestCluster([1], { knobs });
+      c.elect(1);
+      const p = c.propose(1, "acked");
+      const acked = p.ok && "index" in p ? p.index : 0;
+      expect(c.appliedData(1)).to.deep.equal(["acked"]);
+      c.crash(1);
+      c.restart(1);
+      const r = c.raft(1);
+      expect(r.log.committed).to.be.lessThan(acked);
+      for (let i = 0; i < 100 && r.role !== "leader"; i++) if (!c.processOnce(1)) r.tick();
+      expect(r.role).to.equal("leader");
+      expect(r.readIndex(ctx("after-restart")).ok).to.equal(true);
+      c.process(1);
+      return { c, acked };
+    }
+
+    it("hard case 11: a restarted single voter answers a read only once it has committed in its term", () => {
+      const { c, acked } = readRightAfterElection({});
+      const states = c.node(1).readStates;
+      expect(states).to.have.length(1);
+      expect(states[0].index).to.be.at.least(acked + 1); // "acked" and the new term's noop
+    });
+
+    it("hard case 11: with singleVoterReadBeforeTermCommit the read index misses an acknowledged write (the fix matters)", () => {
+      const { c, acked } = readRightAfterElection({ singleVoterReadBeforeTermCommit: true });
+      expect(c.node(1).readStates.map((s) => s.index < acked)).to.deep.equal([true]);
+    });
+  });
+
   describe("hard case 12 (N/A: no lease reads are offered)", () => {
     it("hard case 12: N/A - there is no lease read; a leader answers a read only after a quorum acknowledges a heartbeat", () => {
       const c = new TestCluster([1, 2, 3]);

@@ -112,8 +112,11 @@ export class TestCluster {
     this.process(node.id);
   }
 
+  /** The process dies: whatever was not durable is lost. */
   crash(id: number): void {
-    this.node(id).raft = undefined;
+    const node = this.node(id);
+    node.raft = undefined;
+    node.storage.crash();
   }
 
   restart(id: number, options: NodeOptions = this.options): void {
@@ -123,17 +126,24 @@ export class TestCluster {
 
   /** Drains one node's Ready fully. */
   process(id: number): void {
-    const node = this.node(id);
-    while (node.raft?.hasReady()) {
-      const rd = node.raft.ready();
-      node.readies.push(rd);
-      this.inflight.push(...rd.messages);
-      node.storage.persist(rd);
-      this.inflight.push(...rd.messagesAfterPersist);
-      node.applied.push(...rd.committedEntries);
-      node.readStates.push(...rd.readStates);
-      node.raft.advance();
+    while (this.processOnce(id)) {
+      // until nothing is left
     }
+  }
+
+  /** Handles one Ready of a node (persist, send, apply, advance); false if it had none. */
+  processOnce(id: number): boolean {
+    const node = this.node(id);
+    if (!node.raft?.hasReady()) return false;
+    const rd = node.raft.ready();
+    node.readies.push(rd);
+    this.inflight.push(...rd.messages);
+    node.storage.persist(rd);
+    this.inflight.push(...rd.messagesAfterPersist);
+    node.applied.push(...rd.committedEntries);
+    node.readStates.push(...rd.readStates);
+    node.raft.advance();
+    return true;
   }
 
   processAll(): void {

@@ -176,6 +176,49 @@ describe("Raft paper §6 / thesis §4 membership changes", () => {
   });
 });
 
+describe("Thesis §4.2.1 learners catch up before they vote", () => {
+  it("§4.2.1 a learner is promoted only once it holds every committed entry: LEARNER_NOT_READY before", () => {
+    const c = new TestCluster([1]);
+    c.elect(1);
+    c.addJoiningNode(2);
+    c.cut(1, 2);
+    expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_ADD_LEARNER, 2).ok).to.equal(true);
+    const early = c.raft(1).proposeConfChange(confChange(CC.CONF_CHANGE_TYPE_PROMOTE_VOTER, 2));
+    expect(early.ok === false && early.reason).to.equal("LEARNER_NOT_READY");
+    expect(early.ok === false && early.message).to.match(
+      /learner 2 .* retry the promotion once it has caught up/,
+    );
+    c.deliverAll();
+    expect(c.raft(1).status().voters).to.deep.equal([1]);
+    // Partly caught up is not enough: it must hold every committed entry.
+    c.heal();
+    c.tickAll(2);
+    c.cut(1, 2);
+    c.propose(1, "a");
+    const match = c.raft(1).progress.get(2)!.match;
+    expect(match).to.be.greaterThan(0).and.lessThan(c.raft(1).log.committed);
+    const partly = c.raft(1).proposeConfChange(confChange(CC.CONF_CHANGE_TYPE_PROMOTE_VOTER, 2));
+    expect(partly.ok === false && partly.reason).to.equal("LEARNER_NOT_READY");
+    c.heal();
+    c.tickAll(2);
+    expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_PROMOTE_VOTER, 2).ok).to.equal(true);
+    c.tickAll(2);
+    sameEverywhere(c, "1,2|", [1, 2]);
+    expect(c.appliedData(2)).to.deep.equal(["a"]);
+  });
+
+  it("§4.2.1 control: with knob promoteLaggingLearners a learner that holds nothing is promoted", () => {
+    const c = new TestCluster([1], { knobs: { promoteLaggingLearners: true } });
+    c.elect(1);
+    c.addJoiningNode(2);
+    c.cut(1, 2);
+    expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_ADD_LEARNER, 2).ok).to.equal(true);
+    expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_PROMOTE_VOTER, 2).ok).to.equal(true);
+    expect(c.raft(1).status().voters).to.deep.equal([1, 2]);
+    expect(c.raft(2).log.lastIndex()).to.equal(0);
+  });
+});
+
 describe("Raft paper §6 membership change when the leader fails mid-change", () => {
   type Reach = "nobody" | "one follower";
   for (const change of ["ADD_LEARNER", "PROMOTE_VOTER"] as const) {

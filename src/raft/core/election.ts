@@ -66,11 +66,20 @@ export function campaign(r: Raft, kind: CampaignKind): void {
     voteType = MessageType.MESSAGE_TYPE_VOTE;
     term = r.term;
   }
-  r.votes.set(r.id, true);
-  if (pollVotes(r) === "won") {
-    if (kind === "preElection") campaign(r, "election");
-    else r.becomeLeader();
-    return;
+  if (r.knobs.selfVoteBeforePersist) {
+    r.votes.set(r.id, true);
+    if (pollVotes(r) === "won") {
+      if (kind === "preElection") campaign(r, "election");
+      else r.becomeLeader();
+      return;
+    }
+  } else {
+    // Our own (pre-)vote, counted once this Ready is durable (see Raft.advance).
+    const respType =
+      kind === "preElection"
+        ? MessageType.MESSAGE_TYPE_PRE_VOTE_RESPONSE
+        : MessageType.MESSAGE_TYPE_VOTE_RESPONSE;
+    r.send(makeMessage({ type: respType, to: r.id, term }));
   }
   for (const id of r.config.voters) {
     if (id === r.id) continue;

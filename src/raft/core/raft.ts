@@ -87,11 +87,13 @@ export class Raft {
   readStates: ReadState[] = [];
   private msgs: Message[] = [];
   private msgsAfterPersist: Message[] = [];
+  /** Messages to ourselves (our own vote), stepped by advance() once the Ready is durable. */
+  private msgsToSelf: Message[] = [];
   private stepRole: StepFn = stepFollower;
   private prevHardState: HardState;
   private prevSoftState: SoftState;
   private inReady = false;
-  private readyCommitted = { snapshot: false, lastEntry: 0, lastApplied: 0 };
+  private readyCommitted = { snapshot: false, lastEntry: 0, lastApplied: 0, toSelf: [] as Message[] };
 
   constructor(config: RaftConfig, state: PersistentState) {
     this.id = config.id;
@@ -241,6 +243,7 @@ export class Raft {
     return (
       this.msgs.length > 0 ||
       this.msgsAfterPersist.length > 0 ||
+      this.msgsToSelf.length > 0 ||
       this.readStates.length > 0 ||
       this.log.unstableSnapshot !== undefined ||
       this.log.stableIndex < this.log.lastIndex() ||
@@ -275,7 +278,9 @@ export class Raft {
       snapshot: rd.snapshot !== undefined,
       lastEntry: entries.length > 0 ? entries[entries.length - 1].index : 0,
       lastApplied: committedEntries.length > 0 ? committedEntries[committedEntries.length - 1].index : 0,
+      toSelf: this.msgsToSelf,
     };
+    this.msgsToSelf = [];
     this.inReady = true;
     return rd;
   }
@@ -297,6 +302,10 @@ export class Raft {
       if (maybeCommit(this)) bcastAppend(this);
     }
     this.log.checkInvariants();
+    // Our own vote counts only now that the term and vote it is for are durable, so
+    // nothing at a new term leaves a single voter before that term is (etcd: the
+    // self-vote rides in msgsAfterAppend).
+    for (const m of done.toSelf) this.step(m);
   }
 
   status(): RaftStatus {
@@ -320,6 +329,10 @@ export class Raft {
   send(m: Message): void {
     if (m.term === 0 && !FORWARDED.has(m.type)) m.term = this.term;
     m.from = this.id;
+    if (m.to === this.id) {
+      this.msgsToSelf.push(m);
+      return;
+    }
     const afterPersist =
       AFTER_PERSIST.has(m.type) && !(this.knobs.ackBeforePersist && m.type !== MessageType.MESSAGE_TYPE_VOTE);
     if (afterPersist) this.msgsAfterPersist.push(m);

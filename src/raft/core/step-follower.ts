@@ -1,5 +1,6 @@
 // How followers and (pre-)candidates react to messages at their term.
 import { type Message, MessageType } from "../../gen/raft/v1/raft.js";
+import { assert } from "./assert.js";
 import { campaign, hup, pollVotes } from "./election.js";
 import type { Raft } from "./raft.js";
 import { makeMessage, NONE } from "./util.js";
@@ -92,15 +93,28 @@ function handleAppend(r: Raft, m: Message): void {
   reply({ index: lastNew });
 }
 
-/** Commit only what the current leader verified of our log (hard case 27). */
+/** Commit only what the current leader's appends verified of our log (hard case 27). */
 function commitVerified(r: Raft, leaderCommit: number): void {
   const verified = r.knobs.followerCommitBeyondVerified ? r.log.lastIndex() : r.verifiedIndex;
   r.log.commitTo(Math.min(leaderCommit, verified));
 }
 
 function handleHeartbeat(r: Raft, m: Message): void {
-  // A heartbeat proves nothing about our log: only earlier appends did.
-  commitVerified(r, m.commit);
+  // A heartbeat proves nothing about our log; its commit index is capped by the leader
+  // at what we acknowledged to it in this term (see bcastHeartbeat), which our durable
+  // log holds even across a restart.
+  if (r.knobs.heartbeatCommitCappedByVerified || r.knobs.followerCommitBeyondVerified) {
+    commitVerified(r, m.commit);
+  } else {
+    if (m.commit > r.log.lastIndex()) {
+      assert(
+        false,
+        `leader ${m.from} commits index ${m.commit} past our last index ${r.log.lastIndex()}: ` +
+          "was this member's raft log lost or truncated?",
+      );
+    }
+    r.log.commitTo(m.commit);
+  }
   r.send(makeMessage({ type: MessageType.MESSAGE_TYPE_HEARTBEAT_RESPONSE, to: m.from, context: m.context }));
 }
 

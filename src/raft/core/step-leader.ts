@@ -66,6 +66,8 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
     }
     const why = r.config.validate(cc);
     if (why) return dropped("INVALID_CONF_CHANGE", why);
+    const lagging = cc.type === ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER && learnerLag(r, cc.nodeId);
+    if (lagging) return dropped("LEARNER_NOT_READY", lagging);
     if (cc.type !== ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && r.removedThisTerm.has(cc.nodeId)) {
       // Its old replies could pass for the new member's (hard case 29).
       return dropped(
@@ -81,6 +83,22 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
   if (confIndex !== 0) r.pendingConfIndex = confIndex;
   bcastAppend(r);
   return { ok: true, index: first, term: r.term };
+}
+
+/**
+ * Why a learner is not ready to become a voter, or undefined (etcd-server's "learner
+ * not ready"). A voter that lacks committed entries adds to the quorum a member that
+ * cannot help commit until it catches up, and may not even know the configuration it
+ * votes in; so a learner is promoted only once it holds every committed entry.
+ */
+function learnerLag(r: Raft, learner: number): string | undefined {
+  if (r.knobs.promoteLaggingLearners) return undefined;
+  const match = r.progress.get(learner)?.match ?? 0;
+  if (match >= r.log.committed) return undefined;
+  return (
+    `learner ${learner} has replicated up to index ${match} of the ${r.log.committed} committed; ` +
+    "retry the promotion once it has caught up"
+  );
 }
 
 /** Advances the commit index from the voters' matches; true if it moved. */
@@ -105,12 +123,15 @@ export function bcastAppend(r: Raft): void {
 
 export function bcastHeartbeat(r: Raft): void {
   const context = r.readOnly.lastContext() ?? new Uint8Array(0);
-  for (const id of r.progress.keys()) {
+  const uncapped = r.knobs.heartbeatCommitCappedByVerified || r.knobs.followerCommitBeyondVerified;
+  for (const [id, pr] of r.progress) {
     if (id === r.id) continue;
-    // The follower bounds this by what our appends verified (see stepFollower).
-    r.send(
-      makeMessage({ type: MessageType.MESSAGE_TYPE_HEARTBEAT, to: id, commit: r.log.committed, context }),
-    );
+    // A heartbeat verifies nothing of the follower's log, so it carries no more of the
+    // commit index than the follower has acknowledged in this term (hard case 27, as
+    // etcd does). That is all a restarted follower needs to apply what it holds: a
+    // caught-up follower gets no append until the next write.
+    const commit = uncapped ? r.log.committed : Math.min(pr.match, r.log.committed);
+    r.send(makeMessage({ type: MessageType.MESSAGE_TYPE_HEARTBEAT, to: id, commit, context }));
   }
 }
 
@@ -208,13 +229,20 @@ function handleHeartbeatResponse(r: Raft, m: Message): void {
 
 /** ReadIndex on the leader: confirm leadership with a heartbeat round first. */
 export function handleReadIndex(r: Raft, m: Message): void {
-  if (r.config.voters.size === 1 && r.config.isVoter(r.id)) {
+  const singleVoter = r.config.voters.size === 1 && r.config.isVoter(r.id);
+  if (singleVoter && r.knobs.singleVoterReadBeforeTermCommit) {
     answerRead(r, m, r.log.committed);
     return;
   }
-  // A new leader's commit index may lag the cluster's until it commits an entry of its term (hard case 11).
+  // A new leader's commit index may lag the cluster's until it commits an entry of its
+  // term (hard case 11). A single voter too: its durable commit index may lag what it
+  // acknowledged before a restart (commit-only writes are deferred).
   if (r.log.term(r.log.committed) !== r.term && !r.knobs.readIndexBeforeTermCommit) {
     r.pendingReadRequests.push(m);
+    return;
+  }
+  if (singleVoter) {
+    answerRead(r, m, r.log.committed); // no one else to confirm leadership with
     return;
   }
   r.readOnly.add(r.log.committed, m);

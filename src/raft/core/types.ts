@@ -21,6 +21,19 @@ export interface TestingKnobs {
   followerCommitBeyondVerified?: boolean;
   /** Serve ReadIndex before the new leader commits an entry of its term. */
   readIndexBeforeTermCommit?: boolean;
+  /** Refuse a (pre)vote to any candidate that is not a voter in our applied configuration. */
+  voteOnlyForConfiguredVoters?: boolean;
+  /** Accept the promotion of a learner that does not hold every committed entry yet. */
+  promoteLaggingLearners?: boolean;
+  /** A single voter answers ReadIndex at once, before it has committed an entry of its term. */
+  singleVoterReadBeforeTermCommit?: boolean;
+  /**
+   * Heartbeats carry the leader's full commit index and the follower caps it at what
+   * this leader's appends verified since the follower (re)started.
+   */
+  heartbeatCommitCappedByVerified?: boolean;
+  /** Count the candidate's own vote at once, before its new term and vote are durable. */
+  selfVoteBeforePersist?: boolean;
 }
 
 export interface RaftConfig {
@@ -63,7 +76,8 @@ export type DropReason =
   | "INVALID_CONF_CHANGE"
   | "UNCOMMITTED_LIMIT"
   | "TOO_MANY_READS"
-  | "NOT_A_VOTER";
+  | "NOT_A_VOTER"
+  | "LEARNER_NOT_READY";
 
 export type ProposeResult =
   | { ok: true; index: number; term: number }

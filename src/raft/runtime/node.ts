@@ -161,8 +161,23 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER, nodeId, address);
   }
 
-  promote(nodeId: number): Promise<Uint8Array> {
-    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, nodeId, "");
+  /**
+   * Makes a learner a voter. The leader refuses a learner that does not hold every
+   * committed entry yet (LEARNER_NOT_READY); under writes it catches up within a round
+   * or two, so the promotion is retried every tick until the proposal timeout, and only
+   * then does the refusal reach the caller.
+   */
+  async promote(nodeId: number): Promise<Uint8Array> {
+    const until = Date.now() + this.opts.proposalTimeoutMs;
+    for (;;) {
+      try {
+        return await this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, nodeId, "");
+      } catch (err) {
+        const notReady = err instanceof ProposalDroppedError && err.code === "LEARNER_NOT_READY";
+        if (!notReady || this.stopped || Date.now() >= until) throw err;
+        await new Promise((r) => setTimeout(r, this.opts.tickMs));
+      }
+    }
   }
 
   remove(nodeId: number): Promise<Uint8Array> {

@@ -32,6 +32,10 @@ export class SafetyChecker {
     const other = this.leaderOfTerm.get(r.term);
     if (other !== undefined && other !== r.id) {
       this.fail(`election safety: nodes ${other} and ${r.id} both led term ${r.term}`);
+    } else if (other === r.id) {
+      // A second leadership of the same term (after a restart that lost the term) could
+      // hand out a second, different entry at an (index, term) the first one used.
+      this.fail(`election safety: node ${r.id} became leader of term ${r.term} twice`);
     }
     this.leaderOfTerm.set(r.term, r.id);
     // Leader completeness: every applied (hence committed) entry is in the new leader's log.

@@ -1,9 +1,10 @@
 // The knobs of one simulated run. Times are in virtual milliseconds.
 import type { TestingKnobs } from "../core/types.js";
+import type { LastFault } from "./liveness.js";
 
 export interface SimOptions {
   seed: number;
-  /** Founding voters (3..7). */
+  /** Founding voters (1..7); a run grows from there by adding learners and promoting them. */
   nodes: number;
   /** Most members the run may grow to through additions. */
   maxMembers: number;
@@ -11,8 +12,14 @@ export interface SimOptions {
   electionTimeoutTicks: number;
   /** Length of the fault phase, then faults heal. */
   chaosMs: number;
-  /** After healing, a leader must exist and a new proposal must apply everywhere within this. */
+  /**
+   * After faults heal, each liveness step (the last fault, a read served on every live
+   * member with no write, a new write applied everywhere) must finish within this, or
+   * keep progressing, up to ten times this (liveness.ts).
+   */
   livenessBoundMs: number;
+  /** How often each last fault is picked once faults heal (see liveness.ts). */
+  lastFaultWeights: Record<LastFault, number>;
   minDelayMs: number;
   maxDelayMs: number;
   /** Share of messages that take up to 5x the max delay (reordering). */
@@ -21,8 +28,13 @@ export interface SimOptions {
   duplicateRate: number;
   /** Per-ms chance of a fault event (crash, partition, heal) during chaos. */
   faultRatePerMs: number;
-  /** Chance that a node crashes between sending a Ready's messages and persisting it. */
+  /**
+   * Chance that a node crashes between sending a Ready's messages and persisting it; a
+   * random prefix of the write survives (see MemoryStorage.persistPrefix).
+   */
   crashMidReadyRate: number;
+  /** A Ready's durable write takes 0..this many ms; inputs arriving meanwhile wait for the next round. */
+  maxWriteMs: number;
   /** Chance that a newly elected leader crashes within `leaderCrashWindowMs` (leader flapping). */
   leaderCrashRate: number;
   leaderCrashWindowMs: number;
@@ -33,6 +45,8 @@ export interface SimOptions {
   /** Messages sent this recently before a crash die with the process (user-space buffers). */
   unflushedMs: number;
   proposeRatePerMs: number;
+  /** Share of client proposals sent as one proposeBatch of 2..4 commands. */
+  batchRate: number;
   readRatePerMs: number;
   confChangeRatePerMs: number;
   transferRatePerMs: number;
@@ -49,8 +63,8 @@ export interface SimOptions {
 }
 
 /**
- * Fault mixes. Each seed takes one (seed % 4) unless a profile is named, so a
- * long run covers calm clusters, flapping leaders, lossy links and partitions.
+ * Fault mixes. Each seed takes one (seed % 5) unless a profile is named, so a
+ * long run covers calm clusters, flapping leaders, lossy links, partitions and crashes.
  */
 export const FAULT_PROFILES = {
   steady: {},
@@ -68,9 +82,8 @@ export const FAULT_PROFILES = {
   },
   lossy: { dropRate: 0.2, duplicateRate: 0.1, slowRate: 0.1 },
   partitions: { faultRatePerMs: 0.01, leaderCrashRate: 0.05 },
-  /** Processes die mid-write and leaders die right after committing. */
+  /** Processes die mid-write and leaders die right after committing (1-3 founding voters). */
   crashy: {
-    nodes: 3,
     chaosMs: 8000,
     crashMidReadyRate: 0.06,
     leaderCommitCrashRate: 0.03,
@@ -92,14 +105,18 @@ export function defaultSimOptions(
   overrides: Partial<SimOptions> = {},
   profile: FaultProfile = profileForSeed(seed),
 ): SimOptions {
+  // Founding voters 1..7 (seed % 7, coprime with the five profiles); the crashy profile
+  // cycles 1..3, where a single voter's durability matters most.
+  const nodes = profile === "crashy" ? 1 + (Math.floor(seed / 5) % 3) : 1 + (seed % 7);
   return {
     seed,
-    nodes: 3 + (seed % 5),
+    nodes,
     maxMembers: 9,
     tickMs: 10,
     electionTimeoutTicks: 10,
     chaosMs: 3000,
     livenessBoundMs: 3000,
+    lastFaultWeights: { none: 1, keepDown: 1, restart: 1, grow: 1 },
     minDelayMs: 1,
     maxDelayMs: 8,
     slowRate: 0.03,
@@ -107,12 +124,14 @@ export function defaultSimOptions(
     duplicateRate: 0.03,
     faultRatePerMs: 0.004,
     crashMidReadyRate: 0.002,
+    maxWriteMs: 2,
     leaderCrashRate: 0.2,
     leaderCrashWindowMs: 40,
     firstCommitCrashRate: 0.02,
     leaderCommitCrashRate: 0,
     unflushedMs: 2,
     proposeRatePerMs: 0.05,
+    batchRate: 0.3,
     readRatePerMs: 0.02,
     confChangeRatePerMs: 0.002,
     transferRatePerMs: 0.001,

@@ -176,6 +176,24 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
     for (const id of remaining) await expectAll(c, id, acked);
   });
 
+  it("promotes a learner only once it has caught up: promote waits out LEARNER_NOT_READY while the learner is stopped", async () => {
+    const c = await start(1, { tickMs: 50 });
+    const leader = await waitFor("a leader", 15_000, () => c.agreedLeader());
+    await writeKeys(c, leader, "pre", 20);
+    await c.define(2, true);
+    await c.startMember(2);
+    c.pause(2); // SIGSTOP: it receives nothing until resumed
+    await c.call(leader, (k) => k.addLearner, { id: 2, address: c.members.get(2)!.address });
+    const promoted = c.call(leader, (k) => k.promoteMember, { id: 2 }, 10_000);
+    // The scenario itself: the learner stays stopped for a while, and is not promoted meanwhile.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect((await c.status(leader)).voters).to.deep.equal([1]);
+    c.resume(2);
+    await promoted;
+    expect((await c.status(leader)).voters).to.deep.equal([1, 2]);
+    await caughtUp(c, 2, leader);
+  });
+
   it("kill -9 in the middle of write bursts (the leader, then every member) loses no acknowledged write", async () => {
     const c = await start(3, { tickMs: 50, snapshotEvery: 150, keepEntries: 20 });
     const leader = await waitFor("a leader", 15_000, () => c.agreedLeader());
