@@ -38,7 +38,8 @@ async function main(): Promise<void> {
       "--peers <list>",
       "ID=HOST:PORT,... of the founding voters (or known members with --join)",
     )
-    .option("--join", "start empty and wait to be added as a learner")
+    .option("--bootstrap", "first start only: create this member's state as a founding voter of --peers")
+    .option("--join", "first start only: create this member's state empty, to be added as a learner")
     .option("--tick-ms <ms>", "raft tick", "100")
     .option("--snapshot-every <n>", "compact the log every N applied entries", "100000")
     .option("--keep-entries <n>", "entries kept behind each snapshot for slow followers", "5000")
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
       tlsDir: string;
       clusterId: string;
       peers: string;
+      bootstrap?: boolean;
       join?: boolean;
       tickMs: string;
       snapshotEvery: string;
@@ -59,8 +61,12 @@ async function main(): Promise<void> {
   const peers = parsePeers(opts.peers);
   const logger = createLogger({ member: id });
 
-  const initial = opts.join ? joiningState() : bootstrapState([...peers.keys()]);
-  const storage = await DiskStorage.open(opts.dataDir, id, initial, { logger });
+  if (opts.bootstrap && opts.join) throw new Error("--bootstrap and --join exclude each other");
+  // A restart names neither: a missing or empty directory is then refused, never re-created.
+  const initial = opts.bootstrap ? bootstrapState([...peers.keys()]) : opts.join ? joiningState() : undefined;
+  const storage = initial
+    ? await DiskStorage.create(opts.dataDir, id, initial, { logger })
+    : await DiskStorage.open(opts.dataDir, id, { logger });
   const kv = new KVStateMachine();
   const node = new RaftNode({
     id,

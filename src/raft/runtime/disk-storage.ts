@@ -4,6 +4,9 @@
 // - level (the directory itself): the header (format, member id) and the latest
 //   snapshot, which are written rarely and read whole.
 // Replaying the log in order (wal-replay.ts) rebuilds exactly what was persisted.
+// A directory is created only when asked for (create); open refuses a missing or empty
+// one, so a member that lost its state never comes back with no memory of its votes.
+import * as fs from "node:fs";
 import { ClassicLevel } from "classic-level";
 import { Entry, HardState, Snapshot } from "../../gen/raft/v1/raft.js";
 import type { Logger } from "../../log/logger.js";
@@ -11,7 +14,13 @@ import { silentLogger } from "../../log/logger.js";
 import { emptySnapshot } from "../core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../core/log.js";
 import type { PersistentState, Ready } from "../core/types.js";
-import { RaftStateCorruptError, RaftStateForeignError, RaftStateLockedError } from "./errors.js";
+import {
+  RaftStateCorruptError,
+  RaftStateExistsError,
+  RaftStateForeignError,
+  RaftStateLockedError,
+  RaftStateMissingError,
+} from "./errors.js";
 import { Wal, type WalRecord } from "./wal.js";
 import { decode, RecordType, Replay } from "./wal-replay.js";
 
@@ -66,73 +75,103 @@ export class DiskStorage {
   }
 
   /**
-   * Opens (or, when `initial` is given and the directory is new, creates) a
-   * member's raft directory and reads back exactly what was persisted.
+   * Opens a member's existing raft directory and reads back exactly what was persisted.
+   * A missing or empty directory is refused (RAFT_STATE_MISSING), never taken as new:
+   * a member that lost its directory has lost its votes, and starting it afresh could
+   * let it vote twice in a term. New members come from create().
    */
-  static async open(
-    dir: string,
-    nodeId: number,
-    initial?: PersistentState,
-    options: DiskStorageOptions = {},
-  ): Promise<DiskStorage> {
-    const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
-    try {
-      await db.open();
-    } catch (err) {
-      const cause = String((err as Error).cause ?? (err as Error).message);
-      if (/LOCK.*already held|lock/i.test(cause)) throw new RaftStateLockedError(dir);
-      throw new RaftStateCorruptError(dir, `level cannot open it: ${cause}`);
-    }
+  static async open(dir: string, nodeId: number, options: DiskStorageOptions = {}): Promise<DiskStorage> {
+    const entries = listDirectory(dir);
+    if (entries === undefined) throw new RaftStateMissingError(dir, "the directory does not exist");
+    if (entries.length === 0) throw new RaftStateMissingError(dir, "the directory is empty");
+    const db = await openLevel(dir, false);
     try {
       const metaRaw = await db.get(META);
       if (metaRaw === undefined) {
         const anyKey = await db.keys({ limit: 1 }).all();
         if (anyKey.length > 0) throw new RaftStateForeignError(dir, "it has data but no nodectl header");
-        if (!initial) throw new RaftStateCorruptError(dir, "it is empty and no initial state was given");
-        return await DiskStorage.create(db, dir, nodeId, initial, options);
+        throw new RaftStateMissingError(dir, "its creation never finished (no header)");
       }
-      const meta = parseMeta(dir, metaRaw);
-      if (meta.format !== FORMAT)
-        throw new RaftStateForeignError(dir, `format ${meta.format}, expected ${FORMAT}`);
-      if (meta.nodeId !== nodeId)
-        throw new RaftStateForeignError(dir, `member ${meta.nodeId}, not ${nodeId}`);
-      const snapshot = decode(dir, "snapshot", await db.get(SNAPSHOT), (b) => Snapshot.decode(b));
-      if (!snapshot.metadata) snapshot.metadata = emptySnapshot().metadata;
-      const firstIndex = decode(dir, "first index", await db.get(FIRST_INDEX), decodeIndex);
-      const replay = new Replay(dir);
-      let storage: DiskStorage | undefined;
-      const wal = await Wal.open(
-        walDir(dir),
-        dir,
-        {
-          ...walOptions(options),
-          preamble: () => {
-            const hs = storage?.persistedHardState ?? replay.hardState;
-            return hs ? [hardStateRecord(hs)] : [];
-          },
-        },
-        (r) => replay.add(r),
-      );
-      try {
-        const { state, markSnapshot } = replay.finish(snapshot, firstIndex);
-        storage = new DiskStorage(db, dir, state, firstIndex);
-        storage.wal = wal;
-        // The process died between storing a snapshot from the leader and marking it in
-        // the log: mark it now, so the entries it replaced never come back and the
-        // entries after it follow without a gap.
-        if (markSnapshot) await wal.append([snapshotMark(snapshot), hardStateRecord(state.hardState)]);
-      } catch (err) {
-        await wal.close();
-        throw err;
-      }
-      return storage;
+      checkMeta(dir, metaRaw, nodeId);
+      return await DiskStorage.load(db, dir, options);
     } catch (err) {
       await db.close();
       throw err;
     }
   }
 
-  private static async create(
+  /**
+   * Creates a new member's raft directory holding `initial` (a founding voter's
+   * bootstrap state, or the empty state of a member that will join). Refuses a
+   * directory that already holds a member's state (RAFT_STATE_EXISTS) or other data.
+   */
+  static async create(
+    dir: string,
+    nodeId: number,
+    initial: PersistentState,
+    options: DiskStorageOptions = {},
+  ): Promise<DiskStorage> {
+    const entries = listDirectory(dir);
+    const fresh = entries === undefined || entries.length === 0;
+    if (!fresh && !entries.includes("CURRENT"))
+      throw new RaftStateForeignError(dir, "it is not empty and holds no raft state");
+    if (entries === undefined) fs.mkdirSync(dir, { recursive: true });
+    const db = await openLevel(dir, fresh);
+    try {
+      const metaRaw = await db.get(META);
+      if (metaRaw !== undefined) {
+        const meta = parseMeta(dir, metaRaw);
+        throw new RaftStateExistsError(dir, `member ${meta.nodeId}, ${meta.format}`);
+      }
+      if ((await db.keys({ limit: 1 }).all()).length > 0)
+        throw new RaftStateForeignError(dir, "it has data but no nodectl header");
+      // A creation that never finished (no header): nothing was ever acknowledged from it.
+      fs.rmSync(walDir(dir), { recursive: true, force: true });
+      return await DiskStorage.initialize(db, dir, nodeId, initial, options);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+
+  private static async load(
+    db: ClassicLevel<string, Uint8Array>,
+    dir: string,
+    options: DiskStorageOptions,
+  ): Promise<DiskStorage> {
+    const snapshot = decode(dir, "snapshot", await db.get(SNAPSHOT), (b) => Snapshot.decode(b));
+    if (!snapshot.metadata) snapshot.metadata = emptySnapshot().metadata;
+    const firstIndex = decode(dir, "first index", await db.get(FIRST_INDEX), decodeIndex);
+    const replay = new Replay(dir);
+    let storage: DiskStorage | undefined;
+    const wal = await Wal.open(
+      walDir(dir),
+      dir,
+      {
+        ...walOptions(options),
+        preamble: () => {
+          const hs = storage?.persistedHardState ?? replay.hardState;
+          return hs ? [hardStateRecord(hs)] : [];
+        },
+      },
+      (r) => replay.add(r),
+    );
+    try {
+      const { state, markSnapshot } = replay.finish(snapshot, firstIndex);
+      storage = new DiskStorage(db, dir, state, firstIndex);
+      storage.wal = wal;
+      // The process died between storing a snapshot from the leader and marking it in
+      // the log: mark it now, so the entries it replaced never come back and the
+      // entries after it follow without a gap.
+      if (markSnapshot) await wal.append([snapshotMark(snapshot), hardStateRecord(state.hardState)]);
+    } catch (err) {
+      await wal.close();
+      throw err;
+    }
+    return storage;
+  }
+
+  private static async initialize(
     db: ClassicLevel<string, Uint8Array>,
     dir: string,
     nodeId: number,
@@ -263,8 +302,44 @@ function walDir(dir: string): string {
   return `${dir}/wal`;
 }
 
-function walOptions(options: DiskStorageOptions): { logger: Logger; segmentBytes?: number } {
-  return { logger: options.logger ?? silentLogger(), segmentBytes: options.segmentBytes };
+function walOptions(options: DiskStorageOptions) {
+  return {
+    logger: options.logger ?? silentLogger(),
+    segmentBytes: options.segmentBytes,
+  };
+}
+
+/** The directory's entries, or undefined if it does not exist. */
+function listDirectory(dir: string): string[] | undefined {
+  try {
+    return fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+async function openLevel(dir: string, createIfMissing: boolean): Promise<ClassicLevel<string, Uint8Array>> {
+  const db = new ClassicLevel<string, Uint8Array>(dir, {
+    keyEncoding: "utf8",
+    valueEncoding: "view",
+    createIfMissing,
+  });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = String((err as Error).cause ?? (err as Error).message);
+    if (/LOCK.*already held|lock/i.test(cause)) throw new RaftStateLockedError(dir);
+    throw new RaftStateCorruptError(dir, `level cannot open it: ${cause}`);
+  }
+  return db;
+}
+
+function checkMeta(dir: string, raw: Uint8Array, nodeId: number): void {
+  const meta = parseMeta(dir, raw);
+  if (meta.format !== FORMAT)
+    throw new RaftStateForeignError(dir, `format ${meta.format}, expected ${FORMAT}`);
+  if (meta.nodeId !== nodeId) throw new RaftStateForeignError(dir, `member ${meta.nodeId}, not ${nodeId}`);
 }
 
 function parseMeta(dir: string, raw: Uint8Array): Meta {

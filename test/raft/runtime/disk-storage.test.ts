@@ -55,7 +55,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("rebuilds exactly the persisted state on restart: entries, truncation, hard state", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(
       ready({ entries: [entry(4, 2), entry(5, 2), entry(6, 2)], hardState: { term: 2, vote: 1, commit: 4 } }),
     );
@@ -76,7 +76,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("keeps a compacted snapshot and the entries after it; a received snapshot replaces the log", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(
       ready({
         entries: [entry(2, 1), entry(3, 1), entry(4, 1), entry(5, 1)],
@@ -107,7 +107,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("refuses another member's directory, with what to do", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.close();
     const err = await expectCode(DiskStorage.open(dir, 2), "RAFT_STATE_FOREIGN");
     expect(err.message)
@@ -119,7 +119,7 @@ describe("raft runtime: disk storage", () => {
     const db = new ClassicLevel<string, string>(dir);
     await db.put("something", "else");
     await db.close();
-    await expectCode(DiskStorage.open(dir, 1, bootstrapState([1])), "RAFT_STATE_FOREIGN");
+    await expectCode(DiskStorage.create(dir, 1, bootstrapState([1])), "RAFT_STATE_FOREIGN");
     const again = new ClassicLevel<string, string>(dir);
     expect(await again.get("something")).to.equal("else");
     expect(await again.get("meta")).to.equal(undefined);
@@ -127,7 +127,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("detects a corrupt directory instead of resetting it", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.close();
     // Garbage where level keeps its manifest pointer.
     writeFileSync(join(dir, "CURRENT"), "garbage\n");
@@ -135,7 +135,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("detects a commit index beyond the stored log (lost entries)", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 9 } })); // written by close()
     await s.close();
     const err = await expectCode(DiskStorage.open(dir, 1), "RAFT_STATE_CORRUPT");
@@ -143,7 +143,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("refuses a directory another live process holds open", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     try {
       const err = await expectCode(DiskStorage.open(dir, 1), "RAFT_STATE_LOCKED");
       expect(err.message).to.match(/in use by another process/);
@@ -153,7 +153,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("detects a missing log segment, a missing log, and a bad record before the newest segment's end", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
     for (let i = 2; i < 200; i++) await s.persist(ready({ entries: [entry(i, 1, "x".repeat(100))] }));
     expect(s.segmentCount()).to.be.greaterThan(3);
     await s.close();
@@ -176,7 +176,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("a torn write is still cut off when the next segment was already zero-filled (crash before rollover)", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
     let i = 2;
     while (!readdirSync(join(dir, "wal")).includes("0000000000000002.wal")) {
       await s.persist(ready({ entries: [entry(i, 1, "y".repeat(100))] }));
@@ -188,17 +188,17 @@ describe("raft runtime: disk storage", () => {
     const data = readFileSync(path);
     data.fill(0xcd, endOfRecords(data), endOfRecords(data) + 30);
     writeFileSync(path, data);
-    const again = await DiskStorage.open(dir, 1, undefined, { segmentBytes: 4096 });
+    const again = await DiskStorage.open(dir, 1, { segmentBytes: 4096 });
     expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
     for (let k = 0; k < 40; k++) await again.persist(ready({ entries: [entry(i + k, 1, "z".repeat(100))] }));
     await again.close();
-    const third = await DiskStorage.open(dir, 1, undefined, { segmentBytes: 4096 });
+    const third = await DiskStorage.open(dir, 1, { segmentBytes: 4096 });
     expect(third.load().entries.at(-1)!.index).to.equal(i + 39);
     await third.close();
   });
 
   it("cuts off a torn write at the log's end, and what it leaves behind never comes back", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(
       ready({ entries: [entry(2, 1), entry(3, 1)], hardState: { term: 1, vote: 0, commit: 1 } }),
     );
@@ -225,7 +225,7 @@ describe("raft runtime: disk storage", () => {
 describe("raft runtime: disk storage fsync policy", () => {
   it("fsyncs entries, snapshots, term and vote; a commit-only change rides with the next write", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } })); // no I/O
     expect(s.writes).to.deep.equal({ batches: 1, synced: 1 });
@@ -241,7 +241,7 @@ describe("raft runtime: disk storage fsync policy", () => {
 
   it("a crash loses at most a deferred commit index, never an acknowledged entry", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } }));
     // Simulate a crash: drop the handles without close() (the deferred commit is lost).
@@ -259,7 +259,7 @@ describe("raft runtime: disk storage fsync policy", () => {
 describe("raft runtime: disk storage keeps entries behind a snapshot", () => {
   it("compact(snapshot, M) keeps the last M entries before the snapshot across a restart", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     const more = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1));
     await s.persist(ready({ entries: more, hardState: { term: 1, vote: 0, commit: 10 } }));
     const confState = { voters: [1], learners: [] };
@@ -304,7 +304,7 @@ describe("raft runtime: disk storage against a model (seeded; reproduce with the
       const int = (n: number) => Math.floor(rand() * n);
       const dir = join(mkdtempSync(join(tmpdir(), "raft-model-")), "raft");
       const options = { segmentBytes: 2048 };
-      let s = await DiskStorage.open(dir, 1, bootstrapState([1]), options);
+      let s = await DiskStorage.create(dir, 1, bootstrapState([1]), options);
       // The model: what load() must return.
       let log: Entry[] = [...bootstrapState([1]).entries];
       let snap = { index: 0, term: 0 };
@@ -356,7 +356,7 @@ describe("raft runtime: disk storage against a model (seeded; reproduce with the
             );
           } else {
             await s.close();
-            s = await DiskStorage.open(dir, 1, undefined, options);
+            s = await DiskStorage.open(dir, 1, options);
           }
           const st = s.load();
           if (roll >= 0.82) {
@@ -399,7 +399,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
 
   it("a snapshot stored but not yet marked in the log: the log it replaced never comes back", async () => {
     const dir = newDir();
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(
       ready({ entries: [2, 3, 4, 5].map((i) => entry(i, 1)), hardState: { term: 1, vote: 0, commit: 3 } }),
     );
@@ -418,7 +418,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
 
   it("a snapshot that conflicts with the log at its index drops the log's stale entries after it", async () => {
     const dir = newDir();
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     const log = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1));
     await s.persist(ready({ entries: log, hardState: { term: 1, vote: 0, commit: 3 } }));
     await installSnapshotAndDie(s, 8, 3); // the leader's entry 8 is of term 3, ours of term 1
@@ -434,7 +434,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
   it("a write cut short right after a new segment's opening hard state still opens", async () => {
     const dir = newDir();
     const options = { segmentBytes: 4096 };
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), options);
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), options);
     let i = 2;
     for (; i < 17; i++) {
       await s.persist(
@@ -452,7 +452,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
     const data = readFileSync(path);
     data.fill(0, HEADER_BYTES + data.readUInt32LE(0) + 40);
     writeFileSync(path, data);
-    const again = await DiskStorage.open(dir, 1, undefined, options);
+    const again = await DiskStorage.open(dir, 1, options);
     expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
     expect(again.load().hardState.commit).to.be.at.most(i - 1);
     await again.close();
@@ -460,7 +460,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
 
   it("sectors of an interrupted write that landed behind a lost one are cleared, never replayed later", async () => {
     const dir = newDir();
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     const segment = join(dir, "wal", readdirSync(join(dir, "wal"))[0]);
     const end = endOfRecords(readFileSync(segment));
