@@ -14,6 +14,7 @@ import { silentLogger } from "../../log/logger.js";
 import { emptySnapshot } from "../core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../core/log.js";
 import type { PersistentState, Ready } from "../core/types.js";
+import { fsyncDirectory, makeDirectoryDurably, type SyncDirectory } from "./durable-dir.js";
 import {
   RaftStateCorruptError,
   RaftStateExistsError,
@@ -39,6 +40,8 @@ export interface DiskStorageOptions {
   logger?: Logger;
   /** Preallocated bytes per write-ahead log segment (default 16 MiB). */
   segmentBytes?: number;
+  /** Syncs a directory's entries (tests watch it; fsync by default). */
+  syncDirectory?: SyncDirectory;
 }
 
 const entryRecord = (e: Entry): WalRecord => ({
@@ -60,6 +63,7 @@ export class DiskStorage {
   /** A commit-only hard state not written yet (see persist). */
   private deferredHardState: HardState | undefined;
   private wal!: Wal;
+  private readonly syncDirectory: SyncDirectory;
   /** Durable writes to the log (for tests and metrics); every one is synced. */
   readonly writes = { batches: 0, synced: 0 };
 
@@ -68,7 +72,9 @@ export class DiskStorage {
     readonly dir: string,
     private readonly state: PersistentState,
     firstIndex: number,
+    options: DiskStorageOptions,
   ) {
+    this.syncDirectory = options.syncDirectory ?? fsyncDirectory;
     this.persistedHardState = state.hardState;
     this.snapshotIndex = state.snapshot.metadata!.index;
     this.firstIndex = firstIndex;
@@ -86,6 +92,8 @@ export class DiskStorage {
     if (entries.length === 0) throw new RaftStateMissingError(dir, "the directory is empty");
     const db = await openLevel(dir, false);
     try {
+      // Level starts a new log file at every open: make its name durable.
+      (options.syncDirectory ?? fsyncDirectory)(dir);
       const metaRaw = await db.get(META);
       if (metaRaw === undefined) {
         const anyKey = await db.keys({ limit: 1 }).all();
@@ -111,11 +119,12 @@ export class DiskStorage {
     initial: PersistentState,
     options: DiskStorageOptions = {},
   ): Promise<DiskStorage> {
+    const syncDirectory = options.syncDirectory ?? fsyncDirectory;
     const entries = listDirectory(dir);
     const fresh = entries === undefined || entries.length === 0;
     if (!fresh && !entries.includes("CURRENT"))
       throw new RaftStateForeignError(dir, "it is not empty and holds no raft state");
-    if (entries === undefined) fs.mkdirSync(dir, { recursive: true });
+    if (entries === undefined) makeDirectoryDurably(dir, syncDirectory);
     const db = await openLevel(dir, fresh);
     try {
       const metaRaw = await db.get(META);
@@ -127,7 +136,9 @@ export class DiskStorage {
         throw new RaftStateForeignError(dir, "it has data but no nodectl header");
       // A creation that never finished (no header): nothing was ever acknowledged from it.
       fs.rmSync(walDir(dir), { recursive: true, force: true });
-      return await DiskStorage.initialize(db, dir, nodeId, initial, options);
+      const storage = await DiskStorage.initialize(db, dir, nodeId, initial, options);
+      syncDirectory(dir);
+      return storage;
     } catch (err) {
       await db.close();
       throw err;
@@ -158,7 +169,7 @@ export class DiskStorage {
     );
     try {
       const { state, markSnapshot } = replay.finish(snapshot, firstIndex);
-      storage = new DiskStorage(db, dir, state, firstIndex);
+      storage = new DiskStorage(db, dir, state, firstIndex, options);
       storage.wal = wal;
       // The process died between storing a snapshot from the leader and marking it in
       // the log: mark it now, so the entries it replaced never come back and the
@@ -184,6 +195,7 @@ export class DiskStorage {
       dir,
       { ...initial, applied: initial.snapshot.metadata!.index },
       firstIndex,
+      options,
     );
     // The log first: a header without a log is reported as corrupt, never taken as new.
     storage.wal = await Wal.create(
@@ -223,6 +235,7 @@ export class DiskStorage {
       // The snapshot first: a mark without its snapshot would leave a gap before the log.
       const meta = rd.snapshot.metadata!;
       await this.db.batch(snapshotOps(rd.snapshot, meta.index + 1), { sync: true });
+      this.syncDirectory(this.dir); // level may have put the batch in a new file
       this.snapshotIndex = meta.index;
       this.firstIndex = meta.index + 1;
       records.push(snapshotMark(rd.snapshot));
@@ -255,6 +268,9 @@ export class DiskStorage {
     // Never below an earlier compaction: what it dropped is gone from the core's log too.
     const first = Math.max(this.firstIndex, firstStoredAfterCompaction(index, keepEntries));
     await this.db.batch(snapshotOps(snapshot, first), { sync: true });
+    // Level may have put the batch in a new file: its name must be durable before the
+    // log segments the snapshot replaces are deleted.
+    this.syncDirectory(this.dir);
     this.snapshotIndex = index;
     this.firstIndex = first;
     this.wal.prune(first);
@@ -306,6 +322,7 @@ function walOptions(options: DiskStorageOptions) {
   return {
     logger: options.logger ?? silentLogger(),
     segmentBytes: options.segmentBytes,
+    syncDirectory: options.syncDirectory,
   };
 }
 

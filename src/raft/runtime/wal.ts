@@ -17,6 +17,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { Logger } from "../../log/logger.js";
+import { fsyncDirectory, type SyncDirectory } from "./durable-dir.js";
 import { RaftStateCorruptError } from "./errors.js";
 
 export const HEADER_BYTES = 17;
@@ -43,6 +44,8 @@ export interface WalOptions {
   logger: Logger;
   /** Records that open every new segment (the latest hard state), so older segments can go. */
   preamble: () => WalRecord[];
+  /** Syncs a directory's entries (tests watch it). */
+  syncDirectory?: SyncDirectory;
 }
 
 export function encodeRecords(records: readonly WalRecord[]): Buffer {
@@ -66,15 +69,6 @@ function segmentName(seq: number): string {
   return `${seq.toString(16).padStart(16, "0")}${SUFFIX}`;
 }
 
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, "r");
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 function pwrite(fd: number, buf: Buffer, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const step = (off: number): void => {
@@ -89,7 +83,12 @@ function pwrite(fd: number, buf: Buffer, position: number): Promise<void> {
 }
 
 /** Creates a zero-filled segment under a temporary name, syncs it, then renames it in place. */
-async function prepareSegment(dir: string, seq: number, bytes: number): Promise<string> {
+async function prepareSegment(
+  dir: string,
+  seq: number,
+  bytes: number,
+  syncDirectory: SyncDirectory,
+): Promise<string> {
   const final = join(dir, segmentName(seq));
   const tmp = `${final}.tmp`;
   const fh = await fs.promises.open(tmp, "w");
@@ -102,7 +101,7 @@ async function prepareSegment(dir: string, seq: number, bytes: number): Promise<
     await fh.close();
   }
   await fs.promises.rename(tmp, final);
-  fsyncDir(dir);
+  syncDirectory(dir);
   return final;
 }
 
@@ -127,6 +126,7 @@ export class Wal {
   private pos = 0;
   private next: Promise<string> | undefined;
   private readonly segmentBytes: number;
+  private readonly syncDirectory: SyncDirectory;
 
   private constructor(
     readonly dir: string,
@@ -134,14 +134,15 @@ export class Wal {
     private readonly segments: Segment[],
   ) {
     this.segmentBytes = options.segmentBytes ?? 16 * 1024 * 1024;
+    this.syncDirectory = options.syncDirectory ?? fsyncDirectory;
   }
 
-  /** Creates a new log holding `records`. */
+  /** Creates a new log holding `records` in `dir`, whose parent must exist. */
   static async create(dir: string, options: WalOptions, records: WalRecord[]): Promise<Wal> {
-    fs.mkdirSync(dir, { recursive: true });
-    fsyncDir(join(dir, ".."));
+    fs.mkdirSync(dir);
     const wal = new Wal(dir, options, []);
-    const path = await prepareSegment(dir, 1, wal.segmentBytes);
+    wal.syncDirectory(join(dir, ".."));
+    const path = await prepareSegment(dir, 1, wal.segmentBytes, wal.syncDirectory);
     wal.segments.push({ seq: 1, path, maxIndex: 0 });
     wal.fd = openForAppend(path);
     await wal.append(records);
@@ -161,7 +162,8 @@ export class Wal {
     } catch {
       throw new RaftStateCorruptError(stateDir, "its write-ahead log (wal/) is missing");
     }
-    for (const n of names) if (n.endsWith(".tmp")) fs.rmSync(join(dir, n), { force: true }); // unfinished preallocation
+    const leftovers = names.filter((n) => n.endsWith(".tmp")); // unfinished preallocations
+    for (const n of leftovers) fs.rmSync(join(dir, n), { force: true });
     const segments: Segment[] = names
       .filter((n) => /^[0-9a-f]{16}\.wal$/.test(n))
       .sort()
@@ -178,10 +180,13 @@ export class Wal {
     }
     // A segment zero-filled ahead of need but never written: the one before it is still
     // the newest (and may end in a torn write). Drop it; it is prepared again when needed.
+    let removed = leftovers.length;
     while (segments.length > 1 && isUnused(segments[segments.length - 1].path)) {
       fs.rmSync(segments.pop()!.path);
+      removed++;
     }
     const wal = new Wal(dir, options, segments);
+    if (removed > 0) wal.syncDirectory(dir);
     let end = 0;
     for (let i = 0; i < segments.length; i++) {
       const last = i === segments.length - 1;
@@ -255,14 +260,14 @@ export class Wal {
     for (const r of records) if (r.index > seg.maxIndex) seg.maxIndex = r.index;
     // Zero-fill the next segment in the background, well before it is needed.
     if (!this.next && this.pos > this.segmentBytes / 2) {
-      this.next = prepareSegment(this.dir, seg.seq + 1, this.segmentBytes);
+      this.next = prepareSegment(this.dir, seg.seq + 1, this.segmentBytes, this.syncDirectory);
       this.next.catch(() => undefined); // awaited (and its error raised) at rollover
     }
   }
 
   private async rollover(): Promise<void> {
     const seq = this.segments[this.segments.length - 1].seq + 1;
-    const path = await (this.next ?? prepareSegment(this.dir, seq, this.segmentBytes));
+    const path = await (this.next ?? prepareSegment(this.dir, seq, this.segmentBytes, this.syncDirectory));
     this.next = undefined;
     fs.closeSync(this.fd);
     this.fd = openForAppend(path);
@@ -277,7 +282,7 @@ export class Wal {
       fs.rmSync(this.segments.shift()!.path, { force: true });
       removed++;
     }
-    if (removed > 0) fsyncDir(this.dir);
+    if (removed > 0) this.syncDirectory(this.dir);
   }
 
   /** Segment files in use (for tests and metrics). */

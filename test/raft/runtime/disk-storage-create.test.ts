@@ -1,14 +1,15 @@
-// A member's raft directory is created only when asked for: a lost directory is never
-// silently replaced by a fresh one.
+// A member's raft directory is created only when asked for, and its entries are made
+// durable: a lost directory is never silently replaced by a fresh one.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { expect } from "chai";
 import { ClassicLevel } from "classic-level";
 import { type Entry, EntryType } from "../../../src/gen/raft/v1/raft.js";
 import { bootstrapState, joiningState } from "../../../src/raft/core/bootstrap.js";
 import type { Ready } from "../../../src/raft/core/types.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
+import { fsyncDirectory } from "../../../src/raft/runtime/durable-dir.js";
 import { RaftRuntimeError } from "../../../src/raft/runtime/errors.js";
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<RaftRuntimeError> {
@@ -105,5 +106,41 @@ describe("raft runtime: disk storage is created only when asked for", () => {
     const reopened = await DiskStorage.open(dir, 2);
     expect(reopened.load().entries.map((e) => e.index)).to.deep.equal([1]);
     await reopened.close();
+  });
+});
+
+describe("raft runtime: disk storage syncs the directories whose entries recovery needs", () => {
+  it("the raft directory and each new parent at creation, the log directory per segment, the raft directory before pruning", async () => {
+    const base = resolve(mkdtempSync(join(tmpdir(), "raft-dirsync-")));
+    const dir = join(base, "member", "raft");
+    const wal = join(dir, "wal");
+    const synced: string[] = [];
+    const syncDirectory = (d: string) => {
+      synced.push(resolve(d));
+      fsyncDirectory(d); // the real sync still runs: this only watches it
+    };
+    const options = { segmentBytes: 4096, syncDirectory };
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), options);
+    // Two directories were created: "member" in base, "raft" in "member"; then wal/,
+    // the first segment, and level's files inside the raft directory.
+    expect(synced).to.include.members([base, join(base, "member"), dir, wal]);
+    synced.length = 0;
+    let last = 1;
+    while (s.segmentCount() < 3) {
+      last++;
+      await s.persist(ready([entry(last)], last - 1));
+    }
+    expect(synced.filter((d) => d === wal).length).to.be.at.least(2); // each new segment's name
+    synced.length = 0;
+    const confState = { voters: [1], learners: [] };
+    await s.compact({ metadata: { index: last, term: 1, confState }, data: new Uint8Array() });
+    expect(s.segmentCount()).to.equal(1);
+    // The snapshot's level file name first, then the log directory once segments are deleted.
+    expect(synced).to.deep.equal([dir, wal]);
+    await s.close();
+    synced.length = 0;
+    const again = await DiskStorage.open(dir, 1, options);
+    expect(synced).to.include(dir); // level's new log file at every open
+    await again.close();
   });
 });
