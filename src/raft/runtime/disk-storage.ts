@@ -25,7 +25,8 @@ import {
 import { Wal, type WalRecord } from "./wal.js";
 import { decode, RecordType, Replay } from "./wal-replay.js";
 
-const FORMAT = "nodectl-raft/2";
+/** 3: the log is written in frames, one per write (wal-frame.ts); 2 had a CRC per record. */
+const FORMAT = "nodectl-raft/3";
 const META = "meta";
 const SNAPSHOT = "snap";
 /** The first log index kept (entries before it are compacted away, even where their segment remains). */
@@ -90,6 +91,8 @@ export class DiskStorage {
     const entries = listDirectory(dir);
     if (entries === undefined) throw new RaftStateMissingError(dir, "the directory does not exist");
     if (entries.length === 0) throw new RaftStateMissingError(dir, "the directory is empty");
+    // Before level is opened (which rewrites its own files): a refusal changes no byte.
+    if (entries.includes("wal")) Wal.verify(walDir(dir), dir);
     const db = await openLevel(dir, false);
     try {
       // Level starts a new log file at every open: make its name durable.

@@ -5,7 +5,7 @@
 import { Entry, HardState, type Snapshot } from "../../gen/raft/v1/raft.js";
 import type { PersistentState } from "../core/types.js";
 import { RaftStateCorruptError } from "./errors.js";
-import type { WalRecord } from "./wal.js";
+import type { WalRecord } from "./wal-frame.js";
 
 export enum RecordType {
   Entry = 1,

@@ -9,7 +9,13 @@ import { firstStoredAfterCompaction } from "../../../src/raft/core/log.js";
 import type { Ready } from "../../../src/raft/core/types.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
 import { RaftRuntimeError } from "../../../src/raft/runtime/errors.js";
-import { encodeRecords, HEADER_BYTES } from "../../../src/raft/runtime/wal.js";
+import {
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  frameAt,
+  RECORD_HEADER_BYTES,
+  SECTOR_BYTES,
+} from "../../../src/raft/runtime/wal-frame.js";
 
 const entry = (index: number, term: number, s = `v${index}`): Entry => ({
   index,
@@ -29,12 +35,31 @@ function ready(fields: Partial<Ready>): Ready {
   };
 }
 
-/** Where the records of a segment end (its first zero header). */
-function endOfRecords(data: Buffer): number {
-  let off = 0;
-  while (data.readUInt32LE(off) !== 0 || data.readUInt32LE(off + 4) !== 0)
-    off += HEADER_BYTES + data.readUInt32LE(off);
-  return off;
+/** Where the intact writes of a segment end, and the last one's sequence number. */
+function writesIn(data: Buffer): { end: number; lastSeq: number } {
+  let end = 0;
+  let lastSeq = 0;
+  for (let f = frameAt(data, 0); f; f = frameAt(data, end)) {
+    end = f.end;
+    lastSeq = f.seq;
+  }
+  return { end, lastSeq };
+}
+
+/** The write that would come next in a segment: one frame of log entries. */
+function nextWrite(data: Buffer, entries: Entry[]): Buffer {
+  const records = entries.map((e) => ({ type: 1, index: e.index, payload: Entry.encode(e).finish() }));
+  return encodeFrame(writesIn(data).lastSeq + 1, records);
+}
+
+/**
+ * A write interrupted by a crash at `at`: of `frame`'s sectors, only those for which
+ * `landed` holds reached the disk; the others keep the zeros the segment was filled with.
+ */
+function tear(data: Buffer, at: number, frame: Buffer, landed: (sector: number) => boolean): void {
+  for (let off = at; off < at + frame.length; off++) {
+    if (landed(Math.floor(off / SECTOR_BYTES))) data[off] = frame[off - at];
+  }
 }
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<RaftRuntimeError> {
@@ -186,7 +211,13 @@ describe("raft runtime: disk storage", () => {
     await s.close();
     const path = join(dir, "wal", "0000000000000001.wal");
     const data = readFileSync(path);
-    data.fill(0xcd, endOfRecords(data), endOfRecords(data) + 30);
+    // A further write torn by the crash: its first sector landed, the ones after it did not.
+    const at = writesIn(data).end;
+    const torn = nextWrite(
+      data,
+      [0, 1, 2].map((k) => entry(i + k, 1, "t".repeat(300))),
+    );
+    tear(data, at, torn, (sector) => sector === Math.floor(at / SECTOR_BYTES));
     writeFileSync(path, data);
     const again = await DiskStorage.open(dir, 1, { segmentBytes: 4096 });
     expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
@@ -203,14 +234,16 @@ describe("raft runtime: disk storage", () => {
       ready({ entries: [entry(2, 1), entry(3, 1)], hardState: { term: 1, vote: 0, commit: 1 } }),
     );
     await s.close();
-    // A torn write: a whole valid record of entry 9 behind a header whose bytes never made it.
+    // A torn write of entries 4..9: its first sector never landed, the sectors after it did.
     const [segment] = readdirSync(join(dir, "wal"));
     const path = join(dir, "wal", segment);
     const data = readFileSync(path);
-    const end = endOfRecords(data);
-    const valid = encodeRecords([{ type: 1, index: 9, payload: Entry.encode(entry(9, 1)).finish() }]);
-    data.fill(0xab, end, end + 10);
-    valid.copy(data, end + 10);
+    const at = writesIn(data).end;
+    const torn = nextWrite(
+      data,
+      [4, 5, 6, 7, 8, 9].map((k) => entry(k, 1, "w".repeat(300))),
+    );
+    tear(data, at, torn, (sector) => sector !== Math.floor(at / SECTOR_BYTES));
     writeFileSync(path, data);
     const again = await DiskStorage.open(dir, 1);
     expect(again.load().entries.map((e) => e.index)).to.deep.equal([1, 2, 3]);
@@ -450,7 +483,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
     // Only the new segment's opening record and a few bytes more reached the disk.
     const path = join(dir, "wal", segments[1]);
     const data = readFileSync(path);
-    data.fill(0, HEADER_BYTES + data.readUInt32LE(0) + 40);
+    data.fill(0, FRAME_HEADER_BYTES + RECORD_HEADER_BYTES + data.readUInt32LE(FRAME_HEADER_BYTES) + 40);
     writeFileSync(path, data);
     const again = await DiskStorage.open(dir, 1, options);
     expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
@@ -463,12 +496,12 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
     const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     const segment = join(dir, "wal", readdirSync(join(dir, "wal"))[0]);
-    const end = endOfRecords(readFileSync(segment));
+    const end = writesIn(readFileSync(segment)).end;
     // The write [entry 3, vote for 2 in term 1] is interrupted: its first bytes never land.
     await s.persist(ready({ entries: [entry(3, 1)], hardState: { term: 1, vote: 2, commit: 1 } }));
     await crash(s);
     const data = readFileSync(segment);
-    data.fill(0, end, end + HEADER_BYTES + 4);
+    data.fill(0, end, end + FRAME_HEADER_BYTES + 4);
     writeFileSync(segment, data);
     const s2 = await DiskStorage.open(dir, 1);
     expect(s2.load().hardState).to.deep.equal({ term: 1, vote: 0, commit: 1 });
