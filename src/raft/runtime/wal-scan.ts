@@ -85,20 +85,9 @@ export function scanLog(
     const data = newest ? newestData : read(segments[i].path);
     ({ end, lastSeq } = readWrites(data, segments[i], lastSeq, onRecord, corrupt));
     if (isZero(data, end)) continue;
-    torn = newest;
-    const name = `write-ahead log segment ${segmentName(segments[i].seq)}`;
-    if (!newest) throw corrupt(`${name} has a bad record at byte ${end}, before the newest segment`);
-    const later = laterFrameAfter(data, end + 1, lastSeq ?? 0);
-    if (later) {
-      throw corrupt(
-        `${name} has a bad record at byte ${end} followed by intact later writes (write ${later.seq} at byte ${later.start}); acknowledged writes would be lost`,
-      );
-    }
-    if (!looksTorn(data, end)) {
-      throw corrupt(
-        `${name} has a bad last write at byte ${end} that no crash explains (it was not cut short: none of its sectors is unwritten)`,
-      );
-    }
+    const damage = notTorn(data, end, lastSeq ?? 0, newest);
+    if (damage) throw corrupt(`write-ahead log segment ${segmentName(segments[i].seq)} ${damage}`);
+    torn = true;
   }
   return {
     segments,
@@ -109,6 +98,22 @@ export function scanLog(
     size: newestData.length,
     torn,
   };
+}
+
+/**
+ * Why what lies at `end`, behind a segment's intact writes, is not a write cut short
+ * by a crash (undefined if it is one).
+ */
+function notTorn(data: Buffer, end: number, lastSeq: number, newest: boolean): string | undefined {
+  if (!newest) return `has a bad record at byte ${end}, before the newest segment`;
+  const later = laterFrameAfter(data, end + 1, lastSeq);
+  if (later) {
+    return `has a bad record at byte ${end} followed by intact later writes (write ${later.seq} at byte ${later.start}); acknowledged writes would be lost`;
+  }
+  if (!looksTorn(data, end)) {
+    return `has a bad last write at byte ${end} that no crash explains (it was not cut short: none of its sectors is unwritten)`;
+  }
+  return undefined;
 }
 
 /** Reads the intact writes at the start of a segment; returns where they end. */
