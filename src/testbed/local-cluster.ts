@@ -31,6 +31,8 @@ export interface Member {
   dir: string;
   proc: ChildProcess | undefined;
   join: boolean;
+  /** Whether it has served once: its state exists, and restarts must not ask to create it. */
+  started: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -99,6 +101,7 @@ export class LocalCluster {
       dir,
       proc: undefined,
       join: joining,
+      started: false,
     };
     this.members.set(id, member);
     return member;
@@ -136,7 +139,7 @@ export class LocalCluster {
       "--snapshot-every",
       String(this.options.snapshotEvery ?? 100_000),
       ...(this.options.keepEntries === undefined ? [] : ["--keep-entries", String(this.options.keepEntries)]),
-      ...(m.join ? ["--join"] : []),
+      ...(m.started ? [] : [m.join ? "--join" : "--bootstrap"]),
       // A member never outlives this process: it stops when the pipe we hold closes.
       "--exit-with-parent",
     ];
@@ -152,6 +155,7 @@ export class LocalCluster {
         out += chunk.toString();
         if (out.includes('"listening"')) {
           proc.stdout!.off("data", onData);
+          m.started = true;
           resolve();
         }
       };

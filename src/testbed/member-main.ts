@@ -38,7 +38,8 @@ async function main(): Promise<void> {
       "--peers <list>",
       "ID=HOST:PORT,... of the founding voters (or known members with --join)",
     )
-    .option("--join", "start empty and wait to be added as a learner")
+    .option("--bootstrap", "first start only: create this member's state as a founding voter of --peers")
+    .option("--join", "first start only: create this member's state empty, to be added as a learner")
     .option("--exit-with-parent", "stop when standard input closes (the parent that piped it died)")
     .option("--tick-ms <ms>", "raft tick", "100")
     .option("--snapshot-every <n>", "compact the log every N applied entries", "100000")
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
       tlsDir: string;
       clusterId: string;
       peers: string;
+      bootstrap?: boolean;
       join?: boolean;
       exitWithParent?: boolean;
       tickMs: string;
@@ -61,8 +63,12 @@ async function main(): Promise<void> {
   const peers = parsePeers(opts.peers);
   const logger = createLogger({ member: id });
 
-  const initial = opts.join ? joiningState() : bootstrapState([...peers.keys()]);
-  const storage = await DiskStorage.open(opts.dataDir, id, initial, { logger });
+  if (opts.bootstrap && opts.join) throw new Error("--bootstrap and --join exclude each other");
+  // A restart names neither: a missing or empty directory is then refused, never re-created.
+  const initial = opts.bootstrap ? bootstrapState([...peers.keys()]) : opts.join ? joiningState() : undefined;
+  const storage = initial
+    ? await DiskStorage.create(opts.dataDir, id, initial, { logger })
+    : await DiskStorage.open(opts.dataDir, id, { logger });
   const kv = new KVStateMachine();
   const node = new RaftNode({
     id,

@@ -3,9 +3,10 @@
 //   write per Ready, before any message that acknowledges it is sent (hard cases 22, 23);
 // - level (the directory itself): the header (format, member id) and the latest
 //   snapshot, which are written rarely and read whole.
-// Replaying the log in order rebuilds exactly what was persisted: a later entry at an
-// index already present truncates the conflicting suffix there, the last hard state
-// wins, and a snapshot mark (a snapshot installed from the leader) drops what came before.
+// Replaying the log in order (wal-replay.ts) rebuilds exactly what was persisted.
+// A directory is created only when asked for (create); open refuses a missing or empty
+// one, so a member that lost its state never comes back with no memory of its votes.
+import * as fs from "node:fs";
 import { ClassicLevel } from "classic-level";
 import { Entry, HardState, Snapshot } from "../../gen/raft/v1/raft.js";
 import type { Logger } from "../../log/logger.js";
@@ -13,21 +14,23 @@ import { silentLogger } from "../../log/logger.js";
 import { emptySnapshot } from "../core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../core/log.js";
 import type { PersistentState, Ready } from "../core/types.js";
-import { RaftStateCorruptError, RaftStateForeignError, RaftStateLockedError } from "./errors.js";
+import { fsyncDirectory, makeDirectoryDurably, type SyncDirectory } from "./durable-dir.js";
+import {
+  RaftStateCorruptError,
+  RaftStateExistsError,
+  RaftStateForeignError,
+  RaftStateLockedError,
+  RaftStateMissingError,
+} from "./errors.js";
 import { Wal, type WalRecord } from "./wal.js";
+import { decode, RecordType, Replay } from "./wal-replay.js";
 
-const FORMAT = "nodectl-raft/2";
+/** 3: the log is written in frames, one per write (wal-frame.ts); 2 had a CRC per record. */
+const FORMAT = "nodectl-raft/3";
 const META = "meta";
 const SNAPSHOT = "snap";
 /** The first log index kept (entries before it are compacted away, even where their segment remains). */
 const FIRST_INDEX = "first";
-
-enum RecordType {
-  Entry = 1,
-  HardState = 2,
-  /** A snapshot from the leader replaced the log: everything before is gone. Payload: snapshot metadata. */
-  SnapshotMark = 3,
-}
 
 interface Meta {
   format: string;
@@ -38,6 +41,8 @@ export interface DiskStorageOptions {
   logger?: Logger;
   /** Preallocated bytes per write-ahead log segment (default 16 MiB). */
   segmentBytes?: number;
+  /** Syncs a directory's entries (tests watch it; fsync by default). */
+  syncDirectory?: SyncDirectory;
 }
 
 const entryRecord = (e: Entry): WalRecord => ({
@@ -59,6 +64,7 @@ export class DiskStorage {
   /** A commit-only hard state not written yet (see persist). */
   private deferredHardState: HardState | undefined;
   private wal!: Wal;
+  private readonly syncDirectory: SyncDirectory;
   /** Durable writes to the log (for tests and metrics); every one is synced. */
   readonly writes = { batches: 0, synced: 0 };
 
@@ -67,72 +73,74 @@ export class DiskStorage {
     readonly dir: string,
     private readonly state: PersistentState,
     firstIndex: number,
+    options: DiskStorageOptions,
   ) {
+    this.syncDirectory = options.syncDirectory ?? fsyncDirectory;
     this.persistedHardState = state.hardState;
     this.snapshotIndex = state.snapshot.metadata!.index;
     this.firstIndex = firstIndex;
   }
 
   /**
-   * Opens (or, when `initial` is given and the directory is new, creates) a
-   * member's raft directory and reads back exactly what was persisted.
+   * Opens a member's existing raft directory and reads back exactly what was persisted.
+   * A missing or empty directory is refused (RAFT_STATE_MISSING), never taken as new:
+   * a member that lost its directory has lost its votes, and starting it afresh could
+   * let it vote twice in a term. New members come from create().
    */
-  static async open(
-    dir: string,
-    nodeId: number,
-    initial?: PersistentState,
-    options: DiskStorageOptions = {},
-  ): Promise<DiskStorage> {
-    const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+  static async open(dir: string, nodeId: number, options: DiskStorageOptions = {}): Promise<DiskStorage> {
+    const entries = listDirectory(dir);
+    if (entries === undefined) throw new RaftStateMissingError(dir, "the directory does not exist");
+    if (entries.length === 0) throw new RaftStateMissingError(dir, "the directory is empty");
+    // Before level is opened (which rewrites its own files): a refusal changes no byte.
+    if (entries.includes("wal")) Wal.verify(walDir(dir), dir);
+    const db = await openLevel(dir, false);
     try {
-      await db.open();
-    } catch (err) {
-      const cause = String((err as Error).cause ?? (err as Error).message);
-      if (/LOCK.*already held|lock/i.test(cause)) throw new RaftStateLockedError(dir);
-      throw new RaftStateCorruptError(dir, `level cannot open it: ${cause}`);
-    }
-    try {
+      // Level starts a new log file at every open: make its name durable.
+      (options.syncDirectory ?? fsyncDirectory)(dir);
       const metaRaw = await db.get(META);
       if (metaRaw === undefined) {
         const anyKey = await db.keys({ limit: 1 }).all();
         if (anyKey.length > 0) throw new RaftStateForeignError(dir, "it has data but no nodectl header");
-        if (!initial) throw new RaftStateCorruptError(dir, "it is empty and no initial state was given");
-        return await DiskStorage.create(db, dir, nodeId, initial, options);
+        throw new RaftStateMissingError(dir, "its creation never finished (no header)");
       }
-      const meta = parseMeta(dir, metaRaw);
-      if (meta.format !== FORMAT)
-        throw new RaftStateForeignError(dir, `format ${meta.format}, expected ${FORMAT}`);
-      if (meta.nodeId !== nodeId)
-        throw new RaftStateForeignError(dir, `member ${meta.nodeId}, not ${nodeId}`);
-      const snapshot = decode(dir, "snapshot", await db.get(SNAPSHOT), (b) => Snapshot.decode(b));
-      if (!snapshot.metadata) snapshot.metadata = emptySnapshot().metadata;
-      const firstIndex = decode(dir, "first index", await db.get(FIRST_INDEX), decodeIndex);
-      const replay = new Replay(dir);
-      let storage: DiskStorage | undefined;
-      const wal = await Wal.open(
-        walDir(dir),
-        dir,
-        {
-          ...walOptions(options),
-          preamble: () => {
-            const hs = storage?.persistedHardState ?? replay.hardState;
-            return hs ? [hardStateRecord(hs)] : [];
-          },
-        },
-        (r) => replay.add(r),
-      );
-      try {
-        const { state, markSnapshot } = replay.finish(snapshot, firstIndex);
-        storage = new DiskStorage(db, dir, state, firstIndex);
-        storage.wal = wal;
-        // The process died between storing a snapshot from the leader and marking it in
-        // the log: mark it now, so the entries it replaced never come back and the
-        // entries after it follow without a gap.
-        if (markSnapshot) await wal.append([snapshotMark(snapshot), hardStateRecord(state.hardState)]);
-      } catch (err) {
-        await wal.close();
-        throw err;
+      checkMeta(dir, metaRaw, nodeId);
+      return await DiskStorage.load(db, dir, options);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Creates a new member's raft directory holding `initial` (a founding voter's
+   * bootstrap state, or the empty state of a member that will join). Refuses a
+   * directory that already holds a member's state (RAFT_STATE_EXISTS) or other data.
+   */
+  static async create(
+    dir: string,
+    nodeId: number,
+    initial: PersistentState,
+    options: DiskStorageOptions = {},
+  ): Promise<DiskStorage> {
+    const syncDirectory = options.syncDirectory ?? fsyncDirectory;
+    const entries = listDirectory(dir);
+    const fresh = entries === undefined || entries.length === 0;
+    if (!fresh && !entries.includes("CURRENT"))
+      throw new RaftStateForeignError(dir, "it is not empty and holds no raft state");
+    if (entries === undefined) makeDirectoryDurably(dir, syncDirectory);
+    const db = await openLevel(dir, fresh);
+    try {
+      const metaRaw = await db.get(META);
+      if (metaRaw !== undefined) {
+        const meta = parseMeta(dir, metaRaw);
+        throw new RaftStateExistsError(dir, `member ${meta.nodeId}, ${meta.format}`);
       }
+      if ((await db.keys({ limit: 1 }).all()).length > 0)
+        throw new RaftStateForeignError(dir, "it has data but no nodectl header");
+      // A creation that never finished (no header): nothing was ever acknowledged from it.
+      fs.rmSync(walDir(dir), { recursive: true, force: true });
+      const storage = await DiskStorage.initialize(db, dir, nodeId, initial, options);
+      syncDirectory(dir);
       return storage;
     } catch (err) {
       await db.close();
@@ -140,7 +148,44 @@ export class DiskStorage {
     }
   }
 
-  private static async create(
+  private static async load(
+    db: ClassicLevel<string, Uint8Array>,
+    dir: string,
+    options: DiskStorageOptions,
+  ): Promise<DiskStorage> {
+    const snapshot = decode(dir, "snapshot", await db.get(SNAPSHOT), (b) => Snapshot.decode(b));
+    if (!snapshot.metadata) snapshot.metadata = emptySnapshot().metadata;
+    const firstIndex = decode(dir, "first index", await db.get(FIRST_INDEX), decodeIndex);
+    const replay = new Replay(dir);
+    let storage: DiskStorage | undefined;
+    const wal = await Wal.open(
+      walDir(dir),
+      dir,
+      {
+        ...walOptions(options),
+        preamble: () => {
+          const hs = storage?.persistedHardState ?? replay.hardState;
+          return hs ? [hardStateRecord(hs)] : [];
+        },
+      },
+      (r) => replay.add(r),
+    );
+    try {
+      const { state, markSnapshot } = replay.finish(snapshot, firstIndex);
+      storage = new DiskStorage(db, dir, state, firstIndex, options);
+      storage.wal = wal;
+      // The process died between storing a snapshot from the leader and marking it in
+      // the log: mark it now, so the entries it replaced never come back and the
+      // entries after it follow without a gap.
+      if (markSnapshot) await wal.append([snapshotMark(snapshot), hardStateRecord(state.hardState)]);
+    } catch (err) {
+      await wal.close();
+      throw err;
+    }
+    return storage;
+  }
+
+  private static async initialize(
     db: ClassicLevel<string, Uint8Array>,
     dir: string,
     nodeId: number,
@@ -153,6 +198,7 @@ export class DiskStorage {
       dir,
       { ...initial, applied: initial.snapshot.metadata!.index },
       firstIndex,
+      options,
     );
     // The log first: a header without a log is reported as corrupt, never taken as new.
     storage.wal = await Wal.create(
@@ -192,6 +238,7 @@ export class DiskStorage {
       // The snapshot first: a mark without its snapshot would leave a gap before the log.
       const meta = rd.snapshot.metadata!;
       await this.db.batch(snapshotOps(rd.snapshot, meta.index + 1), { sync: true });
+      this.syncDirectory(this.dir); // level may have put the batch in a new file
       this.snapshotIndex = meta.index;
       this.firstIndex = meta.index + 1;
       records.push(snapshotMark(rd.snapshot));
@@ -224,6 +271,9 @@ export class DiskStorage {
     // Never below an earlier compaction: what it dropped is gone from the core's log too.
     const first = Math.max(this.firstIndex, firstStoredAfterCompaction(index, keepEntries));
     await this.db.batch(snapshotOps(snapshot, first), { sync: true });
+    // Level may have put the batch in a new file: its name must be durable before the
+    // log segments the snapshot replaces are deleted.
+    this.syncDirectory(this.dir);
     this.snapshotIndex = index;
     this.firstIndex = first;
     this.wal.prune(first);
@@ -271,17 +321,45 @@ function walDir(dir: string): string {
   return `${dir}/wal`;
 }
 
-function walOptions(options: DiskStorageOptions): { logger: Logger; segmentBytes?: number } {
-  return { logger: options.logger ?? silentLogger(), segmentBytes: options.segmentBytes };
+function walOptions(options: DiskStorageOptions) {
+  return {
+    logger: options.logger ?? silentLogger(),
+    segmentBytes: options.segmentBytes,
+    syncDirectory: options.syncDirectory,
+  };
 }
 
-function decode<T>(dir: string, what: string, raw: Uint8Array | undefined, fn: (b: Uint8Array) => T): T {
-  if (raw === undefined) throw new RaftStateCorruptError(dir, `missing ${what}`);
+/** The directory's entries, or undefined if it does not exist. */
+function listDirectory(dir: string): string[] | undefined {
   try {
-    return fn(raw);
-  } catch {
-    throw new RaftStateCorruptError(dir, `unreadable ${what}`);
+    return fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
   }
+}
+
+async function openLevel(dir: string, createIfMissing: boolean): Promise<ClassicLevel<string, Uint8Array>> {
+  const db = new ClassicLevel<string, Uint8Array>(dir, {
+    keyEncoding: "utf8",
+    valueEncoding: "view",
+    createIfMissing,
+  });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = String((err as Error).cause ?? (err as Error).message);
+    if (/LOCK.*already held|lock/i.test(cause)) throw new RaftStateLockedError(dir);
+    throw new RaftStateCorruptError(dir, `level cannot open it: ${cause}`);
+  }
+  return db;
+}
+
+function checkMeta(dir: string, raw: Uint8Array, nodeId: number): void {
+  const meta = parseMeta(dir, raw);
+  if (meta.format !== FORMAT)
+    throw new RaftStateForeignError(dir, `format ${meta.format}, expected ${FORMAT}`);
+  if (meta.nodeId !== nodeId) throw new RaftStateForeignError(dir, `member ${meta.nodeId}, not ${nodeId}`);
 }
 
 function parseMeta(dir: string, raw: Uint8Array): Meta {
@@ -291,90 +369,5 @@ function parseMeta(dir: string, raw: Uint8Array): Meta {
     return meta;
   } catch {
     throw new RaftStateCorruptError(dir, "unreadable header");
-  }
-}
-
-/** Rebuilds the log and hard state from the records, oldest first. */
-class Replay {
-  entries: Entry[] = [];
-  hardState: HardState | undefined;
-  /** The index the next entry must have when the log is empty after a mark (undefined: any). */
-  private expectedNext: number | undefined;
-  /** The index of the last snapshot mark, if any. */
-  private markIndex: number | undefined;
-
-  constructor(private readonly dir: string) {}
-
-  add(r: WalRecord): void {
-    switch (r.type) {
-      case RecordType.Entry: {
-        const e = decode(this.dir, `log entry ${r.index}`, r.payload, (b) => Entry.decode(b));
-        if (e.index !== r.index)
-          throw new RaftStateCorruptError(this.dir, `log entry ${e.index} filed as ${r.index}`);
-        const first = this.entries.length > 0 ? this.entries[0].index : (this.expectedNext ?? e.index);
-        const next = first + this.entries.length;
-        if (e.index > next) {
-          throw new RaftStateCorruptError(this.dir, `log gap: entry ${e.index} follows ${next - 1}`);
-        }
-        // An entry at an index already present replaces it and everything after (a conflict).
-        if (e.index < first) this.entries = [];
-        else this.entries.length = e.index - first;
-        if (this.entries.length === 0) this.expectedNext = e.index;
-        this.entries.push(e);
-        return;
-      }
-      case RecordType.HardState:
-        this.hardState = decode(this.dir, "hard state", r.payload, (b) => HardState.decode(b));
-        return;
-      case RecordType.SnapshotMark:
-        this.entries = [];
-        this.expectedNext = r.index + 1;
-        this.markIndex = r.index;
-        return;
-      default:
-        throw new RaftStateCorruptError(this.dir, `unknown log record type ${r.type}`);
-    }
-  }
-
-  /**
-   * The state to start from, and whether the level snapshot still has to be marked in
-   * the log. A snapshot from the leader is stored before its mark is written: if the
-   * process died in between, the log still holds what the snapshot replaced.
-   */
-  finish(snapshot: Snapshot, firstIndex: number): { state: PersistentState; markSnapshot: boolean } {
-    if (!this.hardState) throw new RaftStateCorruptError(this.dir, "no hard state in the log");
-    const snap = snapshot.metadata!;
-    let entries = this.entries;
-    const last = entries.length > 0 ? entries[entries.length - 1].index : 0;
-    if (entries.length > 0 && entries[0].index > snap.index + 1) {
-      throw new RaftStateCorruptError(
-        this.dir,
-        `log starts at ${entries[0].index}, after the snapshot at ${snap.index}`,
-      );
-    }
-    // The log agrees with the snapshot when it was marked, or holds the snapshot's
-    // entry with its term (log matching), or starts right after it (entries at or
-    // below the commit index, the only ones compaction removes, never conflict).
-    const atSnapshot = entries.find((e) => e.index === snap.index);
-    const agrees =
-      this.markIndex === snap.index ||
-      snap.index === 0 ||
-      (atSnapshot
-        ? atSnapshot.term === snap.term
-        : entries.length > 0 && entries[0].index === snap.index + 1);
-    const markSnapshot = !agrees && (last > 0 || this.markIndex !== undefined);
-    if (!agrees || last < snap.index) entries = [];
-    // Compacted away, though still in a segment that holds entries kept.
-    const drop =
-      entries.length > 0 ? Math.min(entries.length, Math.max(0, firstIndex - entries[0].index)) : 0;
-    if (drop > 0) entries = entries.slice(drop);
-    const lastIndex = Math.max(snap.index, entries.length > 0 ? entries[entries.length - 1].index : 0);
-    if (this.hardState.commit > lastIndex) {
-      throw new RaftStateCorruptError(
-        this.dir,
-        `commit index ${this.hardState.commit} beyond the last entry ${lastIndex}`,
-      );
-    }
-    return { state: { hardState: this.hardState, snapshot, entries, applied: snap.index }, markSnapshot };
   }
 }

@@ -38,6 +38,28 @@ export class RaftStateLockedError extends RaftRuntimeError {
   }
 }
 
+export class RaftStateMissingError extends RaftRuntimeError {
+  constructor(dir: string, detail: string) {
+    super(
+      "RAFT_STATE_MISSING",
+      `no raft state in ${dir} (${detail}); nothing was created. If this member ran before, it has lost its log ` +
+        "and votes: restore its directory from a backup (nodectl restore), or remove it from the cluster and add " +
+        "it again as a new member. A new member's state is created only when asked for (bootstrap a new cluster, " +
+        "or join one).",
+    );
+  }
+}
+
+export class RaftStateExistsError extends RaftRuntimeError {
+  constructor(dir: string, detail: string) {
+    super(
+      "RAFT_STATE_EXISTS",
+      `raft state already exists in ${dir} (${detail}); nothing was changed. Restart the member without asking ` +
+        "to bootstrap or join, or give a new member an empty directory.",
+    );
+  }
+}
+
 export class ProposalDroppedError extends RaftRuntimeError {}
 
 export class ProposalTimeoutError extends RaftRuntimeError {

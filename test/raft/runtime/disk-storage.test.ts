@@ -9,7 +9,13 @@ import { firstStoredAfterCompaction } from "../../../src/raft/core/log.js";
 import type { Ready } from "../../../src/raft/core/types.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
 import { RaftRuntimeError } from "../../../src/raft/runtime/errors.js";
-import { encodeRecords, HEADER_BYTES } from "../../../src/raft/runtime/wal.js";
+import {
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  frameAt,
+  RECORD_HEADER_BYTES,
+  SECTOR_BYTES,
+} from "../../../src/raft/runtime/wal-frame.js";
 
 const entry = (index: number, term: number, s = `v${index}`): Entry => ({
   index,
@@ -29,12 +35,31 @@ function ready(fields: Partial<Ready>): Ready {
   };
 }
 
-/** Where the records of a segment end (its first zero header). */
-function endOfRecords(data: Buffer): number {
-  let off = 0;
-  while (data.readUInt32LE(off) !== 0 || data.readUInt32LE(off + 4) !== 0)
-    off += HEADER_BYTES + data.readUInt32LE(off);
-  return off;
+/** Where the intact writes of a segment end, and the last one's sequence number. */
+function writesIn(data: Buffer): { end: number; lastSeq: number } {
+  let end = 0;
+  let lastSeq = 0;
+  for (let f = frameAt(data, 0); f; f = frameAt(data, end)) {
+    end = f.end;
+    lastSeq = f.seq;
+  }
+  return { end, lastSeq };
+}
+
+/** The write that would come next in a segment: one frame of log entries. */
+function nextWrite(data: Buffer, entries: Entry[]): Buffer {
+  const records = entries.map((e) => ({ type: 1, index: e.index, payload: Entry.encode(e).finish() }));
+  return encodeFrame(writesIn(data).lastSeq + 1, records);
+}
+
+/**
+ * A write interrupted by a crash at `at`: of `frame`'s sectors, only those for which
+ * `landed` holds reached the disk; the others keep the zeros the segment was filled with.
+ */
+function tear(data: Buffer, at: number, frame: Buffer, landed: (sector: number) => boolean): void {
+  for (let off = at; off < at + frame.length; off++) {
+    if (landed(Math.floor(off / SECTOR_BYTES))) data[off] = frame[off - at];
+  }
 }
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<RaftRuntimeError> {
@@ -55,7 +80,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("rebuilds exactly the persisted state on restart: entries, truncation, hard state", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(
       ready({ entries: [entry(4, 2), entry(5, 2), entry(6, 2)], hardState: { term: 2, vote: 1, commit: 4 } }),
     );
@@ -76,7 +101,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("keeps a compacted snapshot and the entries after it; a received snapshot replaces the log", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(
       ready({
         entries: [entry(2, 1), entry(3, 1), entry(4, 1), entry(5, 1)],
@@ -107,7 +132,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("refuses another member's directory, with what to do", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.close();
     const err = await expectCode(DiskStorage.open(dir, 2), "RAFT_STATE_FOREIGN");
     expect(err.message)
@@ -119,7 +144,7 @@ describe("raft runtime: disk storage", () => {
     const db = new ClassicLevel<string, string>(dir);
     await db.put("something", "else");
     await db.close();
-    await expectCode(DiskStorage.open(dir, 1, bootstrapState([1])), "RAFT_STATE_FOREIGN");
+    await expectCode(DiskStorage.create(dir, 1, bootstrapState([1])), "RAFT_STATE_FOREIGN");
     const again = new ClassicLevel<string, string>(dir);
     expect(await again.get("something")).to.equal("else");
     expect(await again.get("meta")).to.equal(undefined);
@@ -127,7 +152,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("detects a corrupt directory instead of resetting it", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.close();
     // Garbage where level keeps its manifest pointer.
     writeFileSync(join(dir, "CURRENT"), "garbage\n");
@@ -135,7 +160,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("detects a commit index beyond the stored log (lost entries)", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 9 } })); // written by close()
     await s.close();
     const err = await expectCode(DiskStorage.open(dir, 1), "RAFT_STATE_CORRUPT");
@@ -143,7 +168,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("refuses a directory another live process holds open", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     try {
       const err = await expectCode(DiskStorage.open(dir, 1), "RAFT_STATE_LOCKED");
       expect(err.message).to.match(/in use by another process/);
@@ -153,7 +178,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("detects a missing log segment, a missing log, and a bad record before the newest segment's end", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
     for (let i = 2; i < 200; i++) await s.persist(ready({ entries: [entry(i, 1, "x".repeat(100))] }));
     expect(s.segmentCount()).to.be.greaterThan(3);
     await s.close();
@@ -176,7 +201,7 @@ describe("raft runtime: disk storage", () => {
   });
 
   it("a torn write is still cut off when the next segment was already zero-filled (crash before rollover)", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), { segmentBytes: 4096 });
     let i = 2;
     while (!readdirSync(join(dir, "wal")).includes("0000000000000002.wal")) {
       await s.persist(ready({ entries: [entry(i, 1, "y".repeat(100))] }));
@@ -186,31 +211,39 @@ describe("raft runtime: disk storage", () => {
     await s.close();
     const path = join(dir, "wal", "0000000000000001.wal");
     const data = readFileSync(path);
-    data.fill(0xcd, endOfRecords(data), endOfRecords(data) + 30);
+    // A further write torn by the crash: its first sector landed, the ones after it did not.
+    const at = writesIn(data).end;
+    const torn = nextWrite(
+      data,
+      [0, 1, 2].map((k) => entry(i + k, 1, "t".repeat(300))),
+    );
+    tear(data, at, torn, (sector) => sector === Math.floor(at / SECTOR_BYTES));
     writeFileSync(path, data);
-    const again = await DiskStorage.open(dir, 1, undefined, { segmentBytes: 4096 });
+    const again = await DiskStorage.open(dir, 1, { segmentBytes: 4096 });
     expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
     for (let k = 0; k < 40; k++) await again.persist(ready({ entries: [entry(i + k, 1, "z".repeat(100))] }));
     await again.close();
-    const third = await DiskStorage.open(dir, 1, undefined, { segmentBytes: 4096 });
+    const third = await DiskStorage.open(dir, 1, { segmentBytes: 4096 });
     expect(third.load().entries.at(-1)!.index).to.equal(i + 39);
     await third.close();
   });
 
   it("cuts off a torn write at the log's end, and what it leaves behind never comes back", async () => {
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(
       ready({ entries: [entry(2, 1), entry(3, 1)], hardState: { term: 1, vote: 0, commit: 1 } }),
     );
     await s.close();
-    // A torn write: a whole valid record of entry 9 behind a header whose bytes never made it.
+    // A torn write of entries 4..9: its first sector never landed, the sectors after it did.
     const [segment] = readdirSync(join(dir, "wal"));
     const path = join(dir, "wal", segment);
     const data = readFileSync(path);
-    const end = endOfRecords(data);
-    const valid = encodeRecords([{ type: 1, index: 9, payload: Entry.encode(entry(9, 1)).finish() }]);
-    data.fill(0xab, end, end + 10);
-    valid.copy(data, end + 10);
+    const at = writesIn(data).end;
+    const torn = nextWrite(
+      data,
+      [4, 5, 6, 7, 8, 9].map((k) => entry(k, 1, "w".repeat(300))),
+    );
+    tear(data, at, torn, (sector) => sector !== Math.floor(at / SECTOR_BYTES));
     writeFileSync(path, data);
     const again = await DiskStorage.open(dir, 1);
     expect(again.load().entries.map((e) => e.index)).to.deep.equal([1, 2, 3]);
@@ -225,7 +258,7 @@ describe("raft runtime: disk storage", () => {
 describe("raft runtime: disk storage fsync policy", () => {
   it("fsyncs entries, snapshots, term and vote; a commit-only change rides with the next write", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } })); // no I/O
     expect(s.writes).to.deep.equal({ batches: 1, synced: 1 });
@@ -241,7 +274,7 @@ describe("raft runtime: disk storage fsync policy", () => {
 
   it("a crash loses at most a deferred commit index, never an acknowledged entry", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     await s.persist(ready({ hardState: { term: 1, vote: 0, commit: 2 } }));
     // Simulate a crash: drop the handles without close() (the deferred commit is lost).
@@ -259,7 +292,7 @@ describe("raft runtime: disk storage fsync policy", () => {
 describe("raft runtime: disk storage keeps entries behind a snapshot", () => {
   it("compact(snapshot, M) keeps the last M entries before the snapshot across a restart", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "raft-storage-")), "raft");
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     const more = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1));
     await s.persist(ready({ entries: more, hardState: { term: 1, vote: 0, commit: 10 } }));
     const confState = { voters: [1], learners: [] };
@@ -304,7 +337,7 @@ describe("raft runtime: disk storage against a model (seeded; reproduce with the
       const int = (n: number) => Math.floor(rand() * n);
       const dir = join(mkdtempSync(join(tmpdir(), "raft-model-")), "raft");
       const options = { segmentBytes: 2048 };
-      let s = await DiskStorage.open(dir, 1, bootstrapState([1]), options);
+      let s = await DiskStorage.create(dir, 1, bootstrapState([1]), options);
       // The model: what load() must return.
       let log: Entry[] = [...bootstrapState([1]).entries];
       let snap = { index: 0, term: 0 };
@@ -356,7 +389,7 @@ describe("raft runtime: disk storage against a model (seeded; reproduce with the
             );
           } else {
             await s.close();
-            s = await DiskStorage.open(dir, 1, undefined, options);
+            s = await DiskStorage.open(dir, 1, options);
           }
           const st = s.load();
           if (roll >= 0.82) {
@@ -399,7 +432,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
 
   it("a snapshot stored but not yet marked in the log: the log it replaced never comes back", async () => {
     const dir = newDir();
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     await s.persist(
       ready({ entries: [2, 3, 4, 5].map((i) => entry(i, 1)), hardState: { term: 1, vote: 0, commit: 3 } }),
     );
@@ -418,7 +451,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
 
   it("a snapshot that conflicts with the log at its index drops the log's stale entries after it", async () => {
     const dir = newDir();
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]));
     const log = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1));
     await s.persist(ready({ entries: log, hardState: { term: 1, vote: 0, commit: 3 } }));
     await installSnapshotAndDie(s, 8, 3); // the leader's entry 8 is of term 3, ours of term 1
@@ -434,7 +467,7 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
   it("a write cut short right after a new segment's opening hard state still opens", async () => {
     const dir = newDir();
     const options = { segmentBytes: 4096 };
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1]), options);
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1]), options);
     let i = 2;
     for (; i < 17; i++) {
       await s.persist(
@@ -450,9 +483,9 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
     // Only the new segment's opening record and a few bytes more reached the disk.
     const path = join(dir, "wal", segments[1]);
     const data = readFileSync(path);
-    data.fill(0, HEADER_BYTES + data.readUInt32LE(0) + 40);
+    data.fill(0, FRAME_HEADER_BYTES + RECORD_HEADER_BYTES + data.readUInt32LE(FRAME_HEADER_BYTES) + 40);
     writeFileSync(path, data);
-    const again = await DiskStorage.open(dir, 1, undefined, options);
+    const again = await DiskStorage.open(dir, 1, options);
     expect(again.load().entries.at(-1)!.index).to.equal(i - 1);
     expect(again.load().hardState.commit).to.be.at.most(i - 1);
     await again.close();
@@ -460,15 +493,15 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
 
   it("sectors of an interrupted write that landed behind a lost one are cleared, never replayed later", async () => {
     const dir = newDir();
-    const s = await DiskStorage.open(dir, 1, bootstrapState([1, 2, 3]));
+    const s = await DiskStorage.create(dir, 1, bootstrapState([1, 2, 3]));
     await s.persist(ready({ entries: [entry(2, 1)], hardState: { term: 1, vote: 0, commit: 1 } }));
     const segment = join(dir, "wal", readdirSync(join(dir, "wal"))[0]);
-    const end = endOfRecords(readFileSync(segment));
+    const end = writesIn(readFileSync(segment)).end;
     // The write [entry 3, vote for 2 in term 1] is interrupted: its first bytes never land.
     await s.persist(ready({ entries: [entry(3, 1)], hardState: { term: 1, vote: 2, commit: 1 } }));
     await crash(s);
     const data = readFileSync(segment);
-    data.fill(0, end, end + HEADER_BYTES + 4);
+    data.fill(0, end, end + FRAME_HEADER_BYTES + 4);
     writeFileSync(segment, data);
     const s2 = await DiskStorage.open(dir, 1);
     expect(s2.load().hardState).to.deep.equal({ term: 1, vote: 0, commit: 1 });
