@@ -14,6 +14,7 @@ import { emptySnapshot } from "../core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../core/log.js";
 import type { PersistentState, Ready } from "../core/types.js";
 import { RaftStateCorruptError, RaftStateForeignError, RaftStateLockedError } from "./errors.js";
+import type { RaftStorage } from "./types.js";
 import { Wal, type WalRecord } from "./wal.js";
 
 const FORMAT = "nodectl-raft/2";
@@ -51,7 +52,7 @@ const hardStateRecord = (hs: HardState): WalRecord => ({
   payload: HardState.encode(hs).finish(),
 });
 
-export class DiskStorage {
+export class DiskStorage implements RaftStorage {
   private snapshotIndex: number;
   /** Entries before it are compacted away (see FIRST_INDEX). */
   private firstIndex: number;
