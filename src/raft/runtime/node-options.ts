@@ -1,5 +1,6 @@
 // RaftNode's options: its collaborators (the seams), its tunables with their
 // defaults, and the testing hooks production never sets.
+import type { Entry } from "../../gen/raft/v1/raft.js";
 import type { Logger } from "../../log/logger.js";
 import type { Raft } from "../core/raft.js";
 import type { RuntimeClock } from "./clock.js";
@@ -26,8 +27,15 @@ export interface RaftNodeOptions {
   maxQueuedInputs?: number;
   /** Deliberate bugs for proving the runtime simulator catches them; production never sets them. */
   knobs?: RuntimeTestingKnobs;
-  /** Hands the core to the simulator's safety checker (read only); production never sets it. */
-  observeCore?: (core: Raft) => void;
+  /** The simulator's window for its safety checks (read only); production never sets it. */
+  observer?: RuntimeObserver;
+}
+
+export interface RuntimeObserver {
+  /** The core, once, when RaftNode is built. */
+  core?(core: Raft): void;
+  /** Every entry applied, of any kind, in order (commands also reach the state machine). */
+  applied?(entry: Entry): void;
 }
 
 /** Planted bugs at the runtime level (CockroachDB's TestingKnobs), one per guarantee RaftNode owns. */
@@ -43,7 +51,7 @@ export interface RuntimeTestingKnobs {
 export type Tunables = Required<
   Omit<
     RaftNodeOptions,
-    "storage" | "stateMachine" | "logger" | "id" | "clock" | "randomBytes" | "observeCore"
+    "storage" | "stateMachine" | "logger" | "id" | "clock" | "randomBytes" | "observer"
   >
 >;
 

@@ -95,7 +95,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     this.committed = Math.max(state.hardState.commit, this.applied);
     this.leaderTerm = state.hardState.term;
     this.lastSnapshotIndex = this.applied;
-    options.observeCore?.(this.raft);
+    options.observer?.core?.(this.raft);
   }
 
   start(transport: Transport): void {
@@ -368,6 +368,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
       `apply only committed entries: ${e.index} beyond commit ${this.committed}`,
     );
     this.applied = e.index;
+    this.options.observer?.applied?.(e);
     if (e.type === EntryType.ENTRY_TYPE_CONF_CHANGE) {
       const cc = ConfChange.decode(e.data);
       const req = unwrap(cc.context);
