@@ -49,10 +49,7 @@ export interface RuntimeTestingKnobs {
 }
 
 export type Tunables = Required<
-  Omit<
-    RaftNodeOptions,
-    "storage" | "stateMachine" | "logger" | "id" | "clock" | "randomBytes" | "observer"
-  >
+  Omit<RaftNodeOptions, "storage" | "stateMachine" | "logger" | "id" | "clock" | "randomBytes" | "observer">
 >;
 
 export function tunables(options: RaftNodeOptions): Tunables {
