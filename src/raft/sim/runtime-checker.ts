@@ -17,23 +17,30 @@ import { entryKey, type SafetyChecker } from "./checker.js";
 import type { SimProcess, SimScheduler } from "./sim-clock.js";
 
 export class AppliedEntries {
-  private readonly keys = new Map<number, string>();
+  /** Per index: the entry, and the lowest term a member was in when it applied it. */
+  private readonly applied = new Map<number, { key: string; term: number }>();
 
   constructor(private readonly safety: SafetyChecker) {}
 
-  onApply(nodeId: number, e: Entry): void {
+  /** `term`: the member's term when it applied `e`; the entry was committed in that term or before. */
+  onApply(nodeId: number, e: Entry, term: number): void {
     const key = entryKey(e);
-    const known = this.keys.get(e.index);
-    if (known === undefined) this.keys.set(e.index, key);
-    else if (known !== key) {
+    const known = this.applied.get(e.index);
+    if (known === undefined) this.applied.set(e.index, { key, term });
+    else if (known.key !== key) {
       this.safety.fail(`state-machine safety: node ${nodeId} applied a different entry at index ${e.index}`);
-    }
+    } else if (term < known.term) known.term = term;
   }
 
-  /** Leader completeness: a new leader's log holds every entry applied anywhere (that it has not compacted). */
+  /**
+   * Leader completeness (Raft §5.4): a leader holds every entry committed in a lower
+   * term. Only entries known committed before its term are checked: a candidate
+   * paused with its votes in flight may still win its old term after later terms
+   * committed more (found by seed 2736), and that leader need not hold those.
+   */
   onLeader(core: Raft): void {
-    for (const [index, key] of this.keys) {
-      if (index < core.log.firstIndex()) continue;
+    for (const [index, { key, term }] of this.applied) {
+      if (term >= core.term || index < core.log.firstIndex()) continue;
       const e = core.log.entryAt(index);
       if (!e || entryKey(e) !== key) {
         this.safety.fail(

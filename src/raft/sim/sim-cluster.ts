@@ -61,8 +61,7 @@ export class SimCluster {
     const sm = new SimStateMachine({
       entryTerm: (index) => seen.core?.log.term(index) ?? 0,
       onApply: (index, command, hash) => {
-        const entry = seen.core?.log.entryAt(index);
-        if (entry) this.observer.safety.onApply(m.id, entry, hash);
+        this.observer.safety.checkHash(m.id, index, hash);
         this.observer.commandApplied(m.id, index, command);
       },
       onRestore: (index, hash) => this.observer.safety.checkHash(m.id, index, hash),
@@ -86,7 +85,7 @@ export class SimCluster {
           seen.core = core;
         },
         applied: (entry) => {
-          this.observer.entries.onApply(m.id, entry);
+          this.observer.entries.onApply(m.id, entry, seen.core!.term);
           // RaftNode applies (and answers) only what its own storage holds (the early answer included).
           if (!m.disk.holds(entry)) {
             this.observer.safety.fail(
@@ -108,6 +107,7 @@ export class SimCluster {
   private onLeader(m: SimMember, run: Running, lead: number): void {
     if (lead !== m.id) return;
     this.counts.elections++;
+    // Election safety there (its leader-completeness half sees no entries: AppliedEntries checks that).
     this.observer.safety.onLeader(run.core);
     this.observer.entries.onLeader(run.core);
     // Leader flapping: some leaders die young.
