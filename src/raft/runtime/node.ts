@@ -3,9 +3,10 @@
 // time (src/raft/sim/runtime-sim.ts). Every input (tick, message, proposal, read)
 // is queued; one drain round steps them all (inputs.ts), then persists the resulting
 // Ready with a single synced write, so inputs that arrive while a write is in
-// progress are batched into the next one (group commit). Each round ends by returning to the event loop, so the replies
-// and messages it queued go out before the next round's work (traced at
-// concurrency 1: 0.25 ms less per write than running rounds back to back).
+// progress are batched into the next one (group commit). Each round ends by
+// returning to the event loop, so the replies and messages it queued go out before
+// the next round's work (traced at concurrency 1: 0.25 ms less per write than
+// running rounds back to back).
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { ConfChange, ConfChangeType, type Entry, EntryType, type Message } from "../../gen/raft/v1/raft.js";
