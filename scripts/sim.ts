@@ -1,8 +1,9 @@
-// npm run sim -- --seeds N [--from S] [--nodes K] [--verbose]
+// npm run sim -- --seeds N [--from S] [--nodes K] [--verbose] [--runtime]
 // Runs N seeded simulations of a whole cluster; ends with `seeds=N violations=V`.
 import { Command } from "commander";
 import { defaultSimOptions } from "../src/raft/sim/options.js";
 import { runSeed } from "../src/raft/sim/simulator.js";
+import { runtimeSimMain } from "./sim-runtime.js";
 
 const program = new Command()
   .name("sim")
@@ -11,6 +12,7 @@ const program = new Command()
   .option("--from <s>", "first seed", "1")
   .option("--nodes <k>", "founding voters (1..7); default varies with the seed (1..7)")
   .option("--verbose", "print each seed's statistics")
+  .option("--runtime", "simulate RaftNodes (the runtime over the core; 1..5 voters)")
   .parse();
 
 const opts = program.opts<{ seeds: string; from: string; nodes?: string; verbose?: boolean }>();
@@ -27,6 +29,9 @@ if (nodes !== undefined && !(Number.isInteger(nodes) && nodes >= 1 && nodes <= 7
   usage(
     `--nodes is the number of founding voters, 1..7 (got "${opts.nodes}"); a run may add members up to 9 itself`,
   );
+}
+if (program.opts<{ runtime?: boolean }>().runtime) {
+  process.exit((await runtimeSimMain({ seeds, from, nodes, verbose: opts.verbose })) > 0 ? 1 : 0);
 }
 
 let violations = 0;

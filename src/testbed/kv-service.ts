@@ -32,8 +32,8 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<R
 export function kvService(node: RaftNode, kv: KVStateMachine): KVServiceServer {
   return {
     put: unary(async (req) => {
-      const result = await node.propose(PutRequest.encode(req).finish());
-      return { index: Number(Buffer.from(result).readBigUInt64BE()) };
+      const { index } = await node.propose(PutRequest.encode(req).finish());
+      return { index };
     }),
     get: unary(async (req) => {
       const found = await node.read(() => kv.get(req.key));

@@ -324,6 +324,14 @@ export class Raft {
     };
   }
 
+  /**
+   * The last log index storage has made durable (advance() moves it). A runtime may
+   * answer committed entries at or below it while its next write is still in flight.
+   */
+  durableIndex(): number {
+    return this.log.stableIndex;
+  }
+
   // ---- internals shared with the step functions -------------------------
 
   send(m: Message): void {

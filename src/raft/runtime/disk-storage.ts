@@ -22,6 +22,7 @@ import {
   RaftStateLockedError,
   RaftStateMissingError,
 } from "./errors.js";
+import type { RaftStorage } from "./types.js";
 import { Wal, type WalRecord } from "./wal.js";
 import { decode, RecordType, Replay } from "./wal-replay.js";
 
@@ -56,7 +57,7 @@ const hardStateRecord = (hs: HardState): WalRecord => ({
   payload: HardState.encode(hs).finish(),
 });
 
-export class DiskStorage {
+export class DiskStorage implements RaftStorage {
   private snapshotIndex: number;
   /** Entries before it are compacted away (see FIRST_INDEX). */
   private firstIndex: number;

@@ -8,11 +8,12 @@ export class RequestIds {
   private seq = 0n;
   private readonly prefix: Buffer;
 
-  constructor(nodeId: number) {
+  /** `nonce`: 4 random bytes per boot (the simulator passes seeded ones, so a seed replays exactly). */
+  constructor(nodeId: number, nonce: Uint8Array = randomBytes(4)) {
     // node id + a per-boot nonce: ids never repeat across restarts.
     this.prefix = Buffer.alloc(8);
     this.prefix.writeUInt32BE(nodeId >>> 0, 0);
-    randomBytes(4).copy(this.prefix, 4);
+    this.prefix.set(nonce.subarray(0, 4), 4);
   }
 
   next(): Buffer {

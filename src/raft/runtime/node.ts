@@ -1,53 +1,31 @@
-// Drives the pure Raft core with a real clock, durable storage and a transport.
-// Every input (tick, message, proposal, read) is queued; one drain round steps
-// them all, then persists the resulting Ready with a single synced write, so
-// inputs that arrive while a write is in progress are batched into the next one
-// (group commit). Each round ends by returning to the event loop, so the replies
-// and messages it queued go out before the next round's work (traced at
-// concurrency 1: 0.25 ms less per write than running rounds back to back).
+// Drives the pure Raft core through three seams: storage (RaftStorage), a clock
+// (RuntimeClock) and a transport, so the simulator runs this very code in virtual
+// time (src/raft/sim/runtime-sim.ts). Every input (tick, message, proposal, read)
+// is queued; one drain round steps them all (inputs.ts), then persists the resulting
+// Ready with a single synced write, so inputs that arrive while a write is in
+// progress are batched into the next one (group commit). Each round ends by
+// returning to the event loop, so the replies and messages it queued go out before
+// the next round's work (traced at concurrency 1: 0.25 ms less per write than
+// running rounds back to back).
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { ConfChange, ConfChangeType, type Entry, EntryType, type Message } from "../../gen/raft/v1/raft.js";
 import type { Logger } from "../../log/logger.js";
+import { assert } from "../core/assert.js";
 import { Raft } from "../core/raft.js";
 import { SeededRng } from "../core/rand.js";
-import type { RaftStatus, Ready } from "../core/types.js";
-import type { DiskStorage } from "./disk-storage.js";
+import type { DropReason, RaftStatus, Ready } from "../core/types.js";
+import { type RuntimeClock, systemClock, type Timer } from "./clock.js";
 import { RequestIds, unwrap, wrap } from "./envelope.js";
-import { NodeStoppedError, ProposalDroppedError, ProposalTimeoutError } from "./errors.js";
-import type { StateMachine, Transport, TransportEvents } from "./types.js";
+import { NodeStoppedError, ProposalDroppedError } from "./errors.js";
+import { type Input, type Refusals, stepInputs } from "./inputs.js";
+import { type RaftNodeOptions, type Tunables, tunables } from "./node-options.js";
+import { PendingRequests } from "./pending.js";
+import { PendingReads } from "./reads.js";
+import type { Applied, Leadership, RaftService } from "./seam.js";
+import type { Transport, TransportEvents } from "./types.js";
 
-export interface RaftNodeOptions {
-  id: number;
-  storage: DiskStorage;
-  stateMachine: StateMachine;
-  logger: Logger;
-  tickMs?: number;
-  electionTimeoutTicks?: number;
-  heartbeatTicks?: number;
-  /** Take a state-machine snapshot and compact the log every this many applied entries. */
-  snapshotEveryEntries?: number;
-  /** Entries kept behind each snapshot, so a follower a little behind gets entries, not the snapshot. */
-  keepEntriesAfterSnapshot?: number;
-  proposalTimeoutMs?: number;
-  /** Most inputs queued before new proposals are refused (back-pressure). */
-  maxQueuedInputs?: number;
-}
-
-type Input =
-  | { kind: "tick" }
-  | { kind: "message"; message: Message }
-  | { kind: "propose"; id: Buffer; data: Uint8Array }
-  | { kind: "confChange"; id: Buffer; conf: ConfChange }
-  | { kind: "read"; ctx: Buffer }
-  | { kind: "transfer"; target: number }
-  | { kind: "snapshotStatus"; to: number; ok: boolean }
-  | { kind: "unreachable"; to: number };
-
-interface Pending {
-  resolve(result: Uint8Array): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
+export type { RaftNodeOptions, RuntimeTestingKnobs } from "./node-options.js";
 
 export interface MemberChange {
   type: ConfChangeType;
@@ -55,43 +33,43 @@ export interface MemberChange {
   address: string;
 }
 
-export class RaftNode extends EventEmitter implements TransportEvents {
+export class RaftNode extends EventEmitter implements TransportEvents, RaftService {
   readonly id: number;
   private readonly raft: Raft;
   private readonly log: Logger;
+  private readonly clock: RuntimeClock;
   private readonly ids: RequestIds;
-  private readonly opts: Required<Omit<RaftNodeOptions, "storage" | "stateMachine" | "logger" | "id">>;
+  private readonly opts: Tunables;
   private transport: Transport | undefined;
   private inputs: Input[] = [];
   private draining = false;
+  /** The round in progress, if any (stop() waits for it). */
+  private round: Promise<void> | undefined;
   private stopped = false;
-  private tickTimer: NodeJS.Timeout | undefined;
-  private readonly pending = new Map<string, Pending>();
-  private readonly pendingReads = new Map<string, Pending>();
-  /** Reads whose index is known, waiting for the state machine to reach it. */
-  private readsAwaitingApply: { index: number; ctx: string }[] = [];
+  private tickTimer: Timer | undefined;
+  private readonly pending: PendingRequests<Applied>;
+  private readonly reads: PendingReads;
   private applied: number;
+  /** The highest commit index the core has reported (applied never passes it). */
+  private committed: number;
   private lastSnapshotIndex: number;
   private leader = 0;
+  private leaderTerm = 0;
+  /** Only the answerBeforeLocalSync knob writes in the background; this is its last write. */
+  private backgroundWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: RaftNodeOptions) {
     super();
     this.id = options.id;
     this.log = options.logger.child({ component: "raft", node: options.id });
-    this.ids = new RequestIds(options.id);
-    this.opts = {
-      tickMs: options.tickMs ?? 100,
-      electionTimeoutTicks: options.electionTimeoutTicks ?? 10,
-      heartbeatTicks: options.heartbeatTicks ?? 1,
-      // etcd 3.4's default. Taking a snapshot stops this member's loop while the state
-      // machine serializes itself; every 10,000 entries that doubled bench:raft's p99 at 64.
-      snapshotEveryEntries: options.snapshotEveryEntries ?? 100_000,
-      keepEntriesAfterSnapshot: options.keepEntriesAfterSnapshot ?? 5_000,
-      proposalTimeoutMs: options.proposalTimeoutMs ?? 5_000,
-      maxQueuedInputs: options.maxQueuedInputs ?? 100_000,
-    };
+    this.clock = options.clock ?? systemClock;
+    const entropy = options.randomBytes ?? randomBytes;
+    this.ids = new RequestIds(options.id, entropy(4));
+    this.opts = tunables(options);
+    this.pending = new PendingRequests(this.clock, this.opts.proposalTimeoutMs);
+    this.reads = new PendingReads(this.clock, this.opts.proposalTimeoutMs);
     const state = options.storage.load();
-    const seed = Number.parseInt(this.ids.next().toString("hex").slice(8, 16), 16);
+    const seed = Buffer.from(entropy(4)).readUInt32BE(0);
     this.raft = new Raft(
       {
         id: options.id,
@@ -106,12 +84,15 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     );
     options.stateMachine.restore(state.snapshot.data);
     this.applied = state.snapshot.metadata!.index;
+    this.committed = Math.max(state.hardState.commit, this.applied);
+    this.leaderTerm = state.hardState.term;
     this.lastSnapshotIndex = this.applied;
+    options.observer?.core?.(this.raft);
   }
 
   start(transport: Transport): void {
     this.transport = transport;
-    this.tickTimer = setInterval(() => this.enqueue({ kind: "tick" }), this.opts.tickMs);
+    this.tickTimer = this.clock.every(this.opts.tickMs, () => this.enqueue({ kind: "tick" }));
     this.kick();
     this.log.info({ applied: this.applied }, "raft member started");
   }
@@ -119,14 +100,11 @@ export class RaftNode extends EventEmitter implements TransportEvents {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.tickTimer) clearInterval(this.tickTimer);
-    for (const p of [...this.pending.values(), ...this.pendingReads.values()]) {
-      clearTimeout(p.timer);
-      p.reject(new NodeStoppedError());
-    }
-    this.pending.clear();
-    this.pendingReads.clear();
-    while (this.draining) await new Promise((r) => setImmediate(r));
+    this.tickTimer?.cancel();
+    this.pending.rejectAll(() => new NodeStoppedError());
+    this.reads.rejectAll(() => new NodeStoppedError());
+    while (this.round) await this.round;
+    await this.backgroundWrites;
     await this.transport?.close();
     await this.options.storage.close();
     this.log.info("raft member stopped");
@@ -140,10 +118,20 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     return this.leader;
   }
 
+  leadership(): Leadership {
+    return { leader: this.leader, term: this.leaderTerm, isSelf: this.leader === this.id };
+  }
+
+  onLeadershipChange(listener: (now: Leadership) => void): () => void {
+    const wrapped = () => listener(this.leadership());
+    this.on("leadership", wrapped);
+    return () => this.off("leadership", wrapped);
+  }
+
   // ---- API ---------------------------------------------------------------
 
-  /** Replicates a command; resolves with the state machine's result once applied here. */
-  propose(command: Uint8Array): Promise<Uint8Array> {
+  /** Replicates a command; resolves with its index and the state machine's result once applied here. */
+  propose(command: Uint8Array): Promise<Applied> {
     const id = this.ids.next();
     return this.track(this.pending, id.toString("hex"), () => {
       this.enqueue({ kind: "propose", id, data: wrap(id, command) });
@@ -153,11 +141,11 @@ export class RaftNode extends EventEmitter implements TransportEvents {
   /** A linearizable read (ReadIndex): runs `fn` once the state machine reflects every write acknowledged before. */
   async read<T>(fn: () => T): Promise<T> {
     const ctx = this.ids.next();
-    await this.track(this.pendingReads, ctx.toString("hex"), () => this.enqueue({ kind: "read", ctx }));
+    await this.track(this.reads, ctx.toString("hex"), () => this.enqueue({ kind: "read", ctx }));
     return fn();
   }
 
-  addLearner(nodeId: number, address: string): Promise<Uint8Array> {
+  addLearner(nodeId: number, address: string): Promise<Applied> {
     return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER, nodeId, address);
   }
 
@@ -167,20 +155,20 @@ export class RaftNode extends EventEmitter implements TransportEvents {
    * or two, so the promotion is retried every tick until the proposal timeout, and only
    * then does the refusal reach the caller.
    */
-  async promote(nodeId: number): Promise<Uint8Array> {
-    const until = Date.now() + this.opts.proposalTimeoutMs;
-    for (;;) {
+  async promote(nodeId: number): Promise<Applied> {
+    const attempts = Math.max(1, Math.ceil(this.opts.proposalTimeoutMs / this.opts.tickMs));
+    for (let attempt = 1; ; attempt++) {
       try {
         return await this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, nodeId, "");
       } catch (err) {
         const notReady = err instanceof ProposalDroppedError && err.code === "LEARNER_NOT_READY";
-        if (!notReady || this.stopped || Date.now() >= until) throw err;
-        await new Promise((r) => setTimeout(r, this.opts.tickMs));
+        if (!notReady || this.stopped || attempt >= attempts) throw err;
+        await new Promise<void>((resolve) => this.clock.after(this.opts.tickMs, resolve));
       }
     }
   }
 
-  remove(nodeId: number): Promise<Uint8Array> {
+  remove(nodeId: number): Promise<Applied> {
     return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE, nodeId, "");
   }
 
@@ -204,7 +192,7 @@ export class RaftNode extends EventEmitter implements TransportEvents {
 
   // ---- the loop ----------------------------------------------------------------
 
-  private changeMembership(type: ConfChangeType, nodeId: number, address: string): Promise<Uint8Array> {
+  private changeMembership(type: ConfChangeType, nodeId: number, address: string): Promise<Applied> {
     const id = this.ids.next();
     const context = wrap(id, new TextEncoder().encode(address));
     const conf: ConfChange = { type, nodeId, context };
@@ -213,21 +201,18 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     });
   }
 
-  private track(table: Map<string, Pending>, key: string, submit: () => void): Promise<Uint8Array> {
+  private track<T>(
+    table: { track(key: string, submit: () => void): Promise<T> },
+    key: string,
+    submit: () => void,
+  ): Promise<T> {
     if (this.stopped) return Promise.reject(new NodeStoppedError());
     if (this.inputs.length >= this.opts.maxQueuedInputs) {
       return Promise.reject(
         new ProposalDroppedError("OVERLOADED", "too many requests queued; retry with backoff"),
       );
     }
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        table.delete(key);
-        reject(new ProposalTimeoutError(this.opts.proposalTimeoutMs));
-      }, this.opts.proposalTimeoutMs);
-      table.set(key, { resolve, reject, timer });
-      submit();
-    });
+    return table.track(key, submit);
   }
 
   private enqueue(input: Input): void {
@@ -239,10 +224,11 @@ export class RaftNode extends EventEmitter implements TransportEvents {
   private kick(): void {
     if (this.draining || this.stopped) return;
     this.draining = true;
-    setImmediate(() => {
-      this.drain()
+    this.clock.nextTurn(() => {
+      this.round = this.drain()
         .catch((err: unknown) => this.fatal(err))
         .finally(() => {
+          this.round = undefined;
           this.draining = false;
           if (!this.stopped && (this.inputs.length > 0 || this.raft.hasReady())) this.kick();
         });
@@ -254,122 +240,105 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     if (this.stopped) return;
     const inputs = this.inputs;
     this.inputs = [];
-    // Consecutive commands go to the core as one append: one message per follower and
-    // one acknowledgement back for the lot, instead of one each.
-    let batch: Extract<Input, { kind: "propose" }>[] = [];
-    for (const input of inputs) {
-      if (input.kind === "propose") {
-        batch.push(input);
-        continue;
-      }
-      if (batch.length > 0) this.proposeBatch(batch);
-      batch = [];
-      this.handleInput(input);
-    }
-    if (batch.length > 0) this.proposeBatch(batch);
+    stepInputs(this.raft, inputs, this.refusals);
     if (!this.raft.hasReady()) return;
     await this.handleReady(this.raft.ready());
     await this.maybeSnapshot();
   }
 
-  private proposeBatch(batch: Extract<Input, { kind: "propose" }>[]): void {
-    const result = this.raft.proposeBatch(batch.map((p) => p.data));
-    if (result.ok) return;
-    const err = new ProposalDroppedError(result.reason, result.message);
-    for (const p of batch) this.settle(this.pending, p.id.toString("hex"), err);
-  }
-
-  private handleInput(input: Input): void {
-    switch (input.kind) {
-      case "tick":
-        this.raft.tick();
-        return;
-      case "message":
-        this.raft.step(input.message);
-        return;
-      case "propose": // batched by drain()
-        this.proposeBatch([input]);
-        return;
-      case "confChange": {
-        const result = this.raft.proposeConfChange(input.conf);
-        if (!result.ok)
-          this.settle(
-            this.pending,
-            input.id.toString("hex"),
-            new ProposalDroppedError(result.reason, result.message),
-          );
+  /** The core refused a request: nothing entered the log, so its caller may simply retry. */
+  private readonly refusals: Refusals = {
+    refuseProposal: (key: string, reason: DropReason, message: string) => {
+      const leaderChanging = reason === "NO_LEADER" || reason === "TRANSFER_IN_PROGRESS";
+      if (leaderChanging && this.opts.knobs.forgetProposalsDuringLeaderChange) {
+        this.pending.forgetForTesting(key);
         return;
       }
-      case "read": {
-        const result = this.raft.readIndex(input.ctx);
-        if (!result.ok)
-          this.settle(
-            this.pendingReads,
-            input.ctx.toString("hex"),
-            new ProposalDroppedError(result.reason, result.message),
-          );
-        return;
-      }
-      case "transfer":
-        this.raft.transferLeader(input.target);
-        return;
-      case "snapshotStatus":
-        this.raft.reportSnapshot(input.to, input.ok);
-        return;
-      case "unreachable":
-        this.raft.reportUnreachable(input.to);
-        return;
-    }
-  }
+      this.pending.reject(key, new ProposalDroppedError(reason, message));
+    },
+    refuseRead: (key: string, reason: DropReason, message: string) => {
+      this.reads.reject(key, new ProposalDroppedError(reason, message));
+    },
+  };
 
   private async handleReady(rd: Ready): Promise<void> {
     const transport = this.transport!;
-    if (rd.softState && rd.softState.lead !== this.leader) {
-      this.leader = rd.softState.lead;
-      this.log.info({ term: this.raft.term, leader: this.leader, role: rd.softState.role }, "leader changed");
-      this.emit("leader", this.leader, this.raft.term);
-    }
+    const leadershipChanged = this.noteStates(rd);
     transport.send(rd.messages);
     // Committed entries already in our durable log are durable on a quorum and here:
     // apply and answer them while this Ready's own write is in flight (etcd overlaps
     // apply with its WAL write the same way). The rest wait for the write.
-    const stable = this.raft.log.stableIndex;
+    const durable = this.raft.durableIndex();
     let early = 0;
-    while (early < rd.committedEntries.length && rd.committedEntries[early].index <= stable) {
+    while (early < rd.committedEntries.length && rd.committedEntries[early].index <= durable) {
       this.apply(rd.committedEntries[early++]);
     }
-    await this.options.storage.persist(rd);
-    transport.send(rd.messagesAfterPersist);
+    if (this.opts.knobs.answerBeforeLocalSync) {
+      this.persistInBackground(rd);
+    } else {
+      await this.options.storage.persist(rd);
+      transport.send(rd.messagesAfterPersist);
+      if (this.opts.knobs.answerBeforeQuorum) this.answerDurableHere(rd.entries);
+    }
     if (rd.snapshot) {
+      assert(
+        rd.snapshot.metadata!.index > this.applied,
+        "a snapshot from the leader is ahead of the applied index",
+      );
       this.options.stateMachine.restore(rd.snapshot.data);
       this.applied = rd.snapshot.metadata!.index;
       this.lastSnapshotIndex = this.applied;
       this.log.info({ index: this.applied }, "installed snapshot from the leader");
     }
     for (let i = early; i < rd.committedEntries.length; i++) this.apply(rd.committedEntries[i]);
-    for (const rs of rd.readStates)
-      this.readsAwaitingApply.push({ index: rs.index, ctx: Buffer.from(rs.context).toString("hex") });
+    this.reads.confirm(rd.readStates);
     this.raft.advance();
-    this.serveReads();
+    this.reads.serve(this.applied);
+    if (leadershipChanged) this.reads.leaderChanged();
+  }
+
+  /** Follows the commit index, the leader and the term; returns whether the known leader or term changed. */
+  private noteStates(rd: Ready): boolean {
+    if (rd.hardState) this.committed = Math.max(this.committed, rd.hardState.commit);
+    if (rd.snapshot) this.committed = Math.max(this.committed, rd.snapshot.metadata!.index);
+    const lead = rd.softState?.lead ?? this.leader;
+    const term = rd.hardState?.term ?? this.leaderTerm;
+    if (lead === this.leader && term === this.leaderTerm) return false;
+    const hadLeader = this.leader !== 0;
+    if (lead !== this.leader) {
+      this.log.info({ term, leader: lead, role: rd.softState?.role }, "leader changed");
+      this.emit("leader", lead, term);
+    }
+    this.leader = lead;
+    this.leaderTerm = term;
+    this.emit("leadership");
+    // Reads could only be pending if a leader was known: they went to it.
+    return hadLeader;
   }
 
   private apply(e: Entry): void {
-    // Applying out of order (or twice) would corrupt the state machine: stop loudly instead.
-    if (e.index !== this.applied + 1)
-      throw new Error(`apply out of order: entry ${e.index} after ${this.applied}`);
+    // Applying out of order (or twice), or past the commit index, would corrupt the
+    // state machine: stop loudly instead. (The message is built only on failure: this runs per entry.)
+    if (e.index !== this.applied + 1 || e.index > this.committed) {
+      assert(
+        false,
+        `apply in order, committed only: entry ${e.index} after ${this.applied}, commit ${this.committed}`,
+      );
+    }
     this.applied = e.index;
+    this.options.observer?.applied?.(e);
     if (e.type === EntryType.ENTRY_TYPE_CONF_CHANGE) {
       const cc = ConfChange.decode(e.data);
       const req = unwrap(cc.context);
       const address = req ? new TextDecoder().decode(req.payload) : "";
       this.applyMemberChange({ type: cc.type, nodeId: cc.nodeId, address });
-      if (req) this.settle(this.pending, req.id, new Uint8Array());
+      if (req) this.pending.resolve(req.id, { index: e.index, result: new Uint8Array() });
       return;
     }
     const req = unwrap(e.data);
     if (!req) return;
     const result = this.options.stateMachine.apply(e.index, req.payload);
-    this.settle(this.pending, req.id, result);
+    this.pending.resolve(req.id, { index: e.index, result });
     this.emit("applied", e.index);
   }
 
@@ -386,24 +355,28 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     this.emit("membership", change);
   }
 
-  private serveReads(): void {
-    if (this.readsAwaitingApply.length === 0) return;
-    const ready = this.readsAwaitingApply.filter((r) => r.index <= this.applied);
-    this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > this.applied);
-    for (const r of ready) this.settle(this.pendingReads, r.ctx, new Uint8Array());
+  // ---- planted bugs (RuntimeTestingKnobs) ---------------------------------------
+
+  /** answerBeforeQuorum: answers the proposals among `entries` as soon as they are durable here. */
+  private answerDurableHere(entries: Entry[]): void {
+    for (const e of entries) {
+      const req = e.type === EntryType.ENTRY_TYPE_NORMAL ? unwrap(e.data) : undefined;
+      if (req) this.pending.resolve(req.id, { index: e.index, result: new Uint8Array() });
+    }
   }
 
-  private settle(table: Map<string, Pending>, key: string, outcome: Uint8Array | Error): void {
-    const p = table.get(key);
-    if (!p) return;
-    table.delete(key);
-    clearTimeout(p.timer);
-    if (outcome instanceof Error) p.reject(outcome);
-    else p.resolve(outcome);
+  /** answerBeforeLocalSync: the round goes on (and the core hears the write is done) while it is in flight. */
+  private persistInBackground(rd: Ready): void {
+    const write = this.backgroundWrites.then(async () => {
+      await this.options.storage.persist(rd);
+      this.transport!.send(rd.messagesAfterPersist);
+    });
+    this.backgroundWrites = write.catch((err: unknown) => this.fatal(err));
   }
 
   private async maybeSnapshot(): Promise<void> {
     if (this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
+    await this.backgroundWrites; // storage runs one operation at a time
     const keep = this.opts.keepEntriesAfterSnapshot;
     const snapshot = this.raft.compact(this.options.stateMachine.snapshot(), keep);
     await this.options.storage.compact(snapshot, keep);
