@@ -14,6 +14,8 @@ export type CaErrorCode =
   | "TOKEN_ROTATED"
   | "ROOT_DIGEST_MISMATCH"
   | "CSR_INVALID"
+  | "NODE_ID_INVALID"
+  | "ROLE_INVALID"
   | "CREDENTIALS_REJECTED"
   | "METHOD_NOT_ALLOWED";
 
@@ -112,6 +114,22 @@ export class CsrInvalidError extends CaError {
   readonly code = "CSR_INVALID";
   constructor(what: string, options?: { cause?: unknown }) {
     super(`certificate signing request rejected: ${what}; create a new ECDSA P-256 key and CSR`, options);
+  }
+}
+
+export class NodeIdInvalidError extends CaError {
+  readonly code = "NODE_ID_INVALID";
+  constructor(reason: string) {
+    super(
+      `node id refused: ${reason}; a node id is 1-63 lowercase letters, digits and inner dashes, and not a role name`,
+    );
+  }
+}
+
+export class RoleInvalidError extends CaError {
+  readonly code = "ROLE_INVALID";
+  constructor(role: string) {
+    super(`role ${JSON.stringify(role)} is not a node role: use "manager" or "worker"`);
   }
 }
 
