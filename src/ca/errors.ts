@@ -6,6 +6,7 @@ export type CaErrorCode =
   | "NODE_REMOVED"
   | "WRONG_CLUSTER"
   | "WRONG_ROLE"
+  | "WRONG_NODE"
   | "CERT_EXPIRED"
   | "CERT_INVALID"
   | "CERT_MISSING"
@@ -51,6 +52,15 @@ export class WrongRoleError extends CaError {
   constructor(allowed: readonly string[], actual: string) {
     super(
       `role "${actual}" may not do this (allowed: ${allowed.join(", ") || "none"}): promote the node first`,
+    );
+  }
+}
+
+export class WrongNodeError extends CaError {
+  readonly code = "WRONG_NODE";
+  constructor(expected: string, actual: string) {
+    super(
+      `the server is node "${actual}", not "${expected}" as dialled: the address may now belong to another member; refusing to talk to it`,
     );
   }
 }

@@ -14,6 +14,7 @@ import type { RaftStatus, Ready } from "../core/types.js";
 import type { DiskStorage } from "./disk-storage.js";
 import { RequestIds, unwrap, wrap } from "./envelope.js";
 import { NodeStoppedError, ProposalDroppedError, ProposalTimeoutError } from "./errors.js";
+import { decodeMemberContext, encodeMemberContext, type MemberBinding, MemberRegistry } from "./members.js";
 import type { StateMachine, Transport, TransportEvents } from "./types.js";
 
 export interface RaftNodeOptions {
@@ -51,8 +52,10 @@ interface Pending {
 
 export interface MemberChange {
   type: ConfChangeType;
-  nodeId: number;
-  address: string;
+  /** The member's Raft id. */
+  raftId: number;
+  /** Who it is, when the change names it (adding a member). */
+  binding?: MemberBinding;
 }
 
 export class RaftNode extends EventEmitter implements TransportEvents {
@@ -73,6 +76,8 @@ export class RaftNode extends EventEmitter implements TransportEvents {
   private applied: number;
   private lastSnapshotIndex: number;
   private leader = 0;
+  /** Raft id -> node identity, as the applied configuration binds them (saved in snapshots). */
+  private readonly members = new MemberRegistry();
 
   constructor(private readonly options: RaftNodeOptions) {
     super();
@@ -104,13 +109,14 @@ export class RaftNode extends EventEmitter implements TransportEvents {
       },
       state,
     );
-    options.stateMachine.restore(state.snapshot.data);
+    options.stateMachine.restore(this.members.restoreSnapshot(state.snapshot.data));
     this.applied = state.snapshot.metadata!.index;
     this.lastSnapshotIndex = this.applied;
   }
 
   start(transport: Transport): void {
     this.transport = transport;
+    transport.setMembers(this.members.view());
     this.tickTimer = setInterval(() => this.enqueue({ kind: "tick" }), this.opts.tickMs);
     this.kick();
     this.log.info({ applied: this.applied }, "raft member started");
@@ -157,16 +163,25 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     return fn();
   }
 
-  addLearner(nodeId: number, address: string): Promise<Uint8Array> {
-    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER, nodeId, address);
+  /** Adds a learner; `binding` names the certificate (CN) it must present and where it listens. */
+  addLearner(raftId: number, binding: MemberBinding): Promise<Uint8Array> {
+    // An unbound member could never be heard from (the transport fails closed): refuse it here.
+    if (!binding.nodeId || !binding.address)
+      return Promise.reject(
+        new ProposalDroppedError(
+          "INVALID_CONF_CHANGE",
+          "a new member needs its node id (certificate CN) and address",
+        ),
+      );
+    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER, raftId, binding);
   }
 
-  promote(nodeId: number): Promise<Uint8Array> {
-    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, nodeId, "");
+  promote(raftId: number): Promise<Uint8Array> {
+    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, raftId);
   }
 
-  remove(nodeId: number): Promise<Uint8Array> {
-    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE, nodeId, "");
+  remove(raftId: number): Promise<Uint8Array> {
+    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE, raftId);
   }
 
   transferLeadership(target: number): void {
@@ -189,10 +204,14 @@ export class RaftNode extends EventEmitter implements TransportEvents {
 
   // ---- the loop ----------------------------------------------------------------
 
-  private changeMembership(type: ConfChangeType, nodeId: number, address: string): Promise<Uint8Array> {
+  private changeMembership(
+    type: ConfChangeType,
+    raftId: number,
+    binding?: MemberBinding,
+  ): Promise<Uint8Array> {
     const id = this.ids.next();
-    const context = wrap(id, new TextEncoder().encode(address));
-    const conf: ConfChange = { type, nodeId, context };
+    const context = encodeMemberContext({ requestId: id, ...binding });
+    const conf: ConfChange = { type, nodeId: raftId, context };
     return this.track(this.pending, id.toString("hex"), () => {
       this.enqueue({ kind: "confChange", id, conf });
     });
@@ -326,7 +345,8 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     await this.options.storage.persist(rd);
     transport.send(rd.messagesAfterPersist);
     if (rd.snapshot) {
-      this.options.stateMachine.restore(rd.snapshot.data);
+      this.options.stateMachine.restore(this.members.restoreSnapshot(rd.snapshot.data));
+      transport.setMembers(this.members.view());
       this.applied = rd.snapshot.metadata!.index;
       this.lastSnapshotIndex = this.applied;
       this.log.info({ index: this.applied }, "installed snapshot from the leader");
@@ -345,10 +365,10 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     this.applied = e.index;
     if (e.type === EntryType.ENTRY_TYPE_CONF_CHANGE) {
       const cc = ConfChange.decode(e.data);
-      const req = unwrap(cc.context);
-      const address = req ? new TextDecoder().decode(req.payload) : "";
-      this.applyMemberChange({ type: cc.type, nodeId: cc.nodeId, address });
-      if (req) this.settle(this.pending, req.id, new Uint8Array());
+      const context = decodeMemberContext(cc.context);
+      this.applyMemberChange(cc, context);
+      if (context?.requestId.byteLength)
+        this.settle(this.pending, Buffer.from(context.requestId).toString("hex"), new Uint8Array());
       return;
     }
     const req = unwrap(e.data);
@@ -358,16 +378,22 @@ export class RaftNode extends EventEmitter implements TransportEvents {
     this.emit("applied", e.index);
   }
 
-  private applyMemberChange(change: MemberChange): void {
-    if (change.type === ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER && change.address) {
-      this.transport?.addPeer(change.nodeId, change.address);
-    } else if (change.type === ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && change.nodeId !== this.id) {
-      this.transport?.removePeer(change.nodeId);
-    }
+  private applyMemberChange(cc: ConfChange, context: ReturnType<typeof decodeMemberContext>): void {
+    const complaint = this.members.apply(cc.type, cc.nodeId, context);
+    // Fail closed: a member the log does not bind to a certificate gets no messages through.
+    if (complaint) this.log.error({ member: cc.nodeId }, complaint);
+    this.transport?.setMembers(this.members.view());
+    const binding = context?.nodeId ? { nodeId: context.nodeId, address: context.address } : undefined;
     this.log.info(
-      { change: ConfChangeType[change.type], member: change.nodeId, address: change.address },
+      {
+        change: ConfChangeType[cc.type],
+        member: cc.nodeId,
+        nodeId: binding?.nodeId,
+        address: binding?.address,
+      },
       "membership changed",
     );
+    const change: MemberChange = { type: cc.type, raftId: cc.nodeId, binding };
     this.emit("membership", change);
   }
 
@@ -390,7 +416,8 @@ export class RaftNode extends EventEmitter implements TransportEvents {
   private async maybeSnapshot(): Promise<void> {
     if (this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
     const keep = this.opts.keepEntriesAfterSnapshot;
-    const snapshot = this.raft.compact(this.options.stateMachine.snapshot(), keep);
+    // The bindings go with the state: the entries that made them are compacted away.
+    const snapshot = this.raft.compact(this.members.wrapSnapshot(this.options.stateMachine.snapshot()), keep);
     await this.options.storage.compact(snapshot, keep);
     this.lastSnapshotIndex = snapshot.metadata!.index;
     this.log.info({ index: this.lastSnapshotIndex }, "snapshot taken, log compacted");

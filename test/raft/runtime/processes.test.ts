@@ -150,7 +150,11 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
       }
     })();
 
-    await c.call(leader, (k) => k.addLearner, { id: 4, address: c.members.get(4)!.address });
+    await c.call(leader, (k) => k.addLearner, {
+      id: 4,
+      nodeId: c.members.get(4)!.nodeId,
+      address: c.members.get(4)!.address,
+    });
     await caughtUp(c, 4, leader);
     expect((await c.status(leader)).learners).to.deep.equal([4]);
     await c.call(leader, (k) => k.promoteMember, { id: 4 });
