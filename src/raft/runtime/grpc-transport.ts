@@ -76,7 +76,7 @@ export class GrpcTransport implements Transport, PeerLinkHost {
       maxQueuedMessages: options.maxQueuedMessages ?? 8192,
       maxBatchBytes: options.maxBatchBytes ?? 4 * 1024 * 1024,
       snapshotChunkBytes: options.snapshotChunkBytes ?? 256 * 1024,
-      minBackoffMs: options.minBackoffMs ?? 50,
+      minBackoffMs: options.minBackoffMs ?? 100,
       maxBackoffMs: options.maxBackoffMs ?? 2_000,
     };
     this.maxSnapshotBytes = options.maxSnapshotBytes ?? 1024 * 1024 * 1024;
@@ -147,6 +147,9 @@ export class GrpcTransport implements Transport, PeerLinkHost {
       send: (call, callback) => {
         call.sendMetadata(new grpc.Metadata());
         const caller = callerOf(call);
+        const callerId = caller === undefined ? undefined : this.raftIdOfNode(caller);
+        // A member that (re)connects to us is up: stop waiting out our backoff towards it.
+        if (callerId !== undefined) this.links.get(callerId)?.heard();
         call.on("data", (req: SendRequest) => {
           for (const m of req.messages) this.receive(m, caller);
         });
@@ -175,6 +178,7 @@ export class GrpcTransport implements Transport, PeerLinkHost {
     const refusal = this.guard.check(m, caller);
     if (refusal === "UNKNOWN_SENDER" && caller !== undefined) this.lookUpMembers();
     if (refusal) return;
+    this.links.get(m.from)?.heard();
     this.events.onMessage(m);
   }
 
