@@ -55,6 +55,9 @@ const CHANNEL_OPTIONS = {
   "grpc.use_local_subchannel_pool": 1,
 } satisfies grpc.ChannelOptions;
 
+/** At most one fresh channel per peer this often, however often the peer is heard from. */
+const FRESH_CHANNEL_INTERVAL_MS = 1_000;
+
 function approxBytes(m: Message): number {
   let n = 64;
   for (const e of m.entries) n += e.data.byteLength + 16;
@@ -72,6 +75,7 @@ export class PeerLink {
   private client: InstanceType<typeof RaftTransportServiceClient>;
   /** Whether the current stream was accepted by the peer (it sent its headers). */
   private accepted = false;
+  private freshChannelAt = Number.NEGATIVE_INFINITY;
   dropped = 0;
   /** Streams that broke or could not be opened (a refused server identity included). */
   failures = 0;
@@ -125,7 +129,10 @@ export class PeerLink {
     const state = this.client.getChannel().getConnectivityState(false);
     const waiting =
       state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.IDLE;
-    if (!waiting && !this.retryTimer) return;
+    // A peer we hear from but cannot reach (its address serves someone else) must not get
+    // a new channel for every message it sends us.
+    const fresh = waiting && Date.now() - this.freshChannelAt >= FRESH_CHANNEL_INTERVAL_MS;
+    if (!fresh && !this.retryTimer) return;
     this.host.log.debug(
       { peer: this.peerId, channel: grpc.connectivityState[state] },
       "heard from peer; reconnecting now",
@@ -136,8 +143,9 @@ export class PeerLink {
     const old = { client: this.client, stream: this.stream };
     this.stream = undefined;
     this.blocked = false;
-    if (waiting) {
+    if (fresh) {
       // grpc-js cannot cut its reconnect backoff short: a fresh channel connects at once.
+      this.freshChannelAt = Date.now();
       this.client = this.newClient();
       old.stream?.cancel();
       old.client.close();
