@@ -52,6 +52,12 @@ class LoopbackTransport implements Transport {
 const put = (key: string, value: string) =>
   PutRequest.encode({ key, value: new TextEncoder().encode(value) }).finish();
 
+/** Waits for a node to lead and to have applied its term's first entry (no conf change before that). */
+async function leading(node: RaftNode): Promise<void> {
+  await until("member 1 to lead", () => node.leaderId() === 1);
+  await node.propose(put("leading", "yes"));
+}
+
 const bindings = (m: Membership) => Object.fromEntries([...m.members].map(([id, b]) => [id, b.nodeId]));
 
 describe("raft runtime: the member registry (raft id -> node id) travels with the configuration", function () {
@@ -97,7 +103,7 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
 
   it("binds founding voters from their bootstrap entries, a learner from its change, and unbinds on removal", async () => {
     const { node, transport } = await startNode(1, { founding: true });
-    await until("member 1 to lead", () => node.leaderId() === 1);
+    await leading(node);
     expect(bindings(transport.current)).to.deep.equal({ 1: "member-1" });
     expect(transport.current.members.get(1)?.address).to.equal("a1");
 
@@ -121,7 +127,7 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
 
   it("keeps the bindings in its snapshots: restarted after compaction, it knows every member before replaying", async () => {
     const first = await startNode(1, { founding: true, snapshotEvery: 5 });
-    await until("member 1 to lead", () => first.node.leaderId() === 1);
+    await leading(first.node);
     await first.node.addLearner(2, { nodeId: "member-2", address: "a2" });
     for (let i = 0; i < 12; i++) await first.node.propose(put(`k${i}`, `v${i}`));
     await first.node.stop();
@@ -130,12 +136,13 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
     const restarted = await startNode(1);
     // The first view is handed over at start, before any entry is applied: it comes from the snapshot.
     expect(bindings(restarted.transport.views[0]!)).to.deep.equal({ 1: "member-1", 2: "member-2" });
+    await until("the restarted member to replay the log", () => restarted.kv.get("k11") !== undefined);
     expect(restarted.kv.get("k11")?.value).to.deep.equal(new TextEncoder().encode("v11"));
   });
 
   it("a new member that installs a snapshot gets the bindings with it", async () => {
     const leader = await startNode(1, { founding: true, snapshotEvery: 5 });
-    await until("member 1 to lead", () => leader.node.leaderId() === 1);
+    await leading(leader.node);
     for (let i = 0; i < 12; i++) await leader.node.propose(put(`k${i}`, `v${i}`));
     const joiner = await startNode(2);
     await leader.node.addLearner(2, { nodeId: "member-2", address: "a2" });
