@@ -49,7 +49,7 @@ async function benchNodectl(): Promise<void> {
         "--seconds",
         opts.seconds,
         "--cert-dir",
-        join(baseDir, "client", "certificates"),
+        cluster.operatorDir,
         "--cluster-id",
         cluster.clusterId,
       ]);

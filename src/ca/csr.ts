@@ -51,6 +51,11 @@ const CSR_PEM =
 /** Manager side: parse and check a CSR (PEM string or DER bytes) from an untrusted requester. */
 export function checkNodeCsr(input: string | Uint8Array): CheckedCsr {
   const der = csrDer(input);
+  // The parser stops at the end of the outer SEQUENCE and ignores what follows; bytes nobody
+  // signed or checked have no place in a request.
+  const encoded = outerDerLength(der);
+  if (encoded !== undefined && encoded < der.length)
+    throw new CsrInvalidError(`${der.length - encoded} trailing bytes after the request's DER`);
   let csr: CertificationRequest;
   try {
     csr = AsnConvert.parse(der, CertificationRequest);
@@ -111,6 +116,19 @@ function csrDer(input: string | Uint8Array): Uint8Array {
   if (input.length > MAX_CSR_BYTES)
     throw new CsrInvalidError(`request of ${input.length} bytes exceeds ${MAX_CSR_BYTES}`);
   return input;
+}
+
+/** Total length of the outer DER element (header included), or undefined if the header is not DER. */
+function outerDerLength(der: Uint8Array): number | undefined {
+  if (der.length < 2) return undefined;
+  const first = der[1] ?? 0;
+  if (first < 0x80) return 2 + first;
+  const lengthBytes = first & 0x7f;
+  // 0x80 is BER's indefinite length (not DER); more than 4 length bytes exceeds any CSR we accept.
+  if (lengthBytes === 0 || lengthBytes > 4 || der.length < 2 + lengthBytes) return undefined;
+  let length = 0;
+  for (let i = 0; i < lengthBytes; i++) length = length * 256 + (der[2 + i] ?? 0);
+  return 2 + lengthBytes + length;
 }
 
 function namedCurveOf(spki: SubjectPublicKeyInfo): string | undefined {

@@ -6,6 +6,7 @@ export type CaErrorCode =
   | "NODE_REMOVED"
   | "WRONG_CLUSTER"
   | "WRONG_ROLE"
+  | "WRONG_NODE"
   | "CERT_EXPIRED"
   | "CERT_INVALID"
   | "CERT_MISSING"
@@ -14,6 +15,8 @@ export type CaErrorCode =
   | "TOKEN_ROTATED"
   | "ROOT_DIGEST_MISMATCH"
   | "CSR_INVALID"
+  | "NODE_ID_INVALID"
+  | "ROLE_INVALID"
   | "CREDENTIALS_REJECTED"
   | "METHOD_NOT_ALLOWED";
 
@@ -49,6 +52,15 @@ export class WrongRoleError extends CaError {
   constructor(allowed: readonly string[], actual: string) {
     super(
       `role "${actual}" may not do this (allowed: ${allowed.join(", ") || "none"}): promote the node first`,
+    );
+  }
+}
+
+export class WrongNodeError extends CaError {
+  readonly code = "WRONG_NODE";
+  constructor(expected: string, actual: string) {
+    super(
+      `the server is node "${actual}", not "${expected}" as dialled: the address may now belong to another member; refusing to talk to it`,
     );
   }
 }
@@ -112,6 +124,22 @@ export class CsrInvalidError extends CaError {
   readonly code = "CSR_INVALID";
   constructor(what: string, options?: { cause?: unknown }) {
     super(`certificate signing request rejected: ${what}; create a new ECDSA P-256 key and CSR`, options);
+  }
+}
+
+export class NodeIdInvalidError extends CaError {
+  readonly code = "NODE_ID_INVALID";
+  constructor(reason: string) {
+    super(
+      `node id refused: ${reason}; a node id is 1-63 lowercase letters, digits and inner dashes, and not a role name`,
+    );
+  }
+}
+
+export class RoleInvalidError extends CaError {
+  readonly code = "ROLE_INVALID";
+  constructor(role: string) {
+    super(`role ${JSON.stringify(role)} is not a node role: use "manager" or "worker"`);
   }
 }
 

@@ -42,8 +42,12 @@ export function parseJoinToken(input: string): JoinToken {
     throw new TokenInvalidError(`it has ${parts.length} dash-separated parts, expected 4`);
   const [prefix, version, rootDigest, secret] = parts as [string, string, string, string];
   if (prefix !== PREFIX) throw new TokenInvalidError(`it does not start with "${PREFIX}-"`);
-  if (version !== VERSION)
-    throw new TokenInvalidError(`format version "${version}" is not supported (expected 1)`);
+  if (version !== VERSION) {
+    // Refusals are logged: never echo token text, since a mangled paste can put the secret in
+    // any part. A short number cannot be a secret, and naming it helps ("version 2").
+    const shown = /^[0-9]{1,2}$/.test(version) ? ` "${version}"` : "";
+    throw new TokenInvalidError(`format version${shown} is not supported (expected ${VERSION})`);
+  }
   assertBase36(rootDigest, DIGEST_CHARS, 256, "root digest");
   assertBase36(secret, SECRET_CHARS, 128, "secret");
   return { rootDigest, secret };

@@ -3,7 +3,7 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { AuthorityKeyIdentifier, Certificate, id_ce_authorityKeyIdentifier } from "@peculiar/asn1-x509";
 import { CertInvalidError } from "./errors.js";
-import { MAX_CERT_BYTES, type NodeRole } from "./profile.js";
+import { MAX_CERT_BYTES, type NodeRole, nodeIdProblem } from "./profile.js";
 import { hex, readName } from "./x509-build.js";
 
 export interface NodeIdentity {
@@ -34,6 +34,9 @@ export function parseNodeCertificate(der: Uint8Array): NodeIdentity {
   if (role !== "manager" && role !== "worker")
     throw new CertInvalidError(`subject OU "${role ?? ""}" is not a role`);
   if (!nodeId) throw new CertInvalidError("subject has no CN (node id)");
+  // Strict: a CN our CA would not issue ("2.0", "Member-1") is refused, not normalized.
+  const idProblem = nodeIdProblem(nodeId);
+  if (idProblem) throw new CertInvalidError(`subject CN is not a node id: ${idProblem}`);
   const akiExtension = tbs.extensions?.find((e) => e.extnID === id_ce_authorityKeyIdentifier);
   const keyIdentifier = akiExtension
     ? AsnConvert.parse(akiExtension.extnValue, AuthorityKeyIdentifier).keyIdentifier

@@ -8,6 +8,21 @@ export function isNodeRole(value: string): value is NodeRole {
   return (NODE_ROLES as readonly string[]).includes(value);
 }
 
+/**
+ * A node id is the certificate's CN and its first DNS SAN, so it must be a DNS label
+ * (RFC 1123: ASCII letters, digits, inner dashes, at most 63), lowercase so that one
+ * node has one spelling. It is compared as a string everywhere, never read as a number.
+ */
+export const NODE_ID_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Why `value` cannot be a node id, or undefined if it can. */
+export function nodeIdProblem(value: string): string | undefined {
+  if (!NODE_ID_PATTERN.test(value)) return "it is not a lowercase DNS label";
+  // A node id that equals a role would put the role's SAN (e.g. DNS:manager) on any node.
+  if (isNodeRole(value)) return "it is a role name";
+  return undefined;
+}
+
 export const DEFAULT_NODE_CERT_LIFETIME_MS = 24 * 60 * 60 * 1000;
 /** Shorter lifetimes would make nodes renew faster than a rotation can propagate. */
 export const MIN_NODE_CERT_LIFETIME_MS = 60 * 1000;

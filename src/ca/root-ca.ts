@@ -28,14 +28,16 @@ import {
   Version,
 } from "@peculiar/asn1-x509";
 import type { CheckedCsr } from "./csr.js";
-import { CertExpiredError, CertInvalidError } from "./errors.js";
+import { CertExpiredError, CertInvalidError, NodeIdInvalidError, RoleInvalidError } from "./errors.js";
 import { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
 import { certificatesFromPem } from "./pem.js";
 import {
   DEFAULT_NODE_CERT_LIFETIME_MS,
+  isNodeRole,
   MIN_NODE_CERT_LIFETIME_MS,
   NOT_BEFORE_BACKDATE_MS,
   type NodeRole,
+  nodeIdProblem,
   ROOT_CA_LIFETIME_MS,
 } from "./profile.js";
 import {
@@ -155,6 +157,10 @@ export class RootCA {
   }
 
   issueNodeCertificate(request: IssueNodeCertificateRequest): IssuedNodeCertificate {
+    // Checked at run time: the request may come from JSON or a flag, past the type checker.
+    if (!isNodeRole(request.role)) throw new RoleInvalidError(String(request.role));
+    const idProblem = nodeIdProblem(request.nodeId);
+    if (idProblem) throw new NodeIdInvalidError(idProblem);
     const lifetimeMs = request.lifetimeMs ?? DEFAULT_NODE_CERT_LIFETIME_MS;
     if (!(lifetimeMs >= MIN_NODE_CERT_LIFETIME_MS)) {
       throw new RangeError(`certificate lifetime ${lifetimeMs} ms is below the minimum of 1 minute`);

@@ -46,7 +46,7 @@ export function kvService(node: RaftNode, kv: KVStateMachine): KVServiceServer {
       return { ...s, role: s.role };
     }),
     addLearner: unary(async (req) => {
-      await node.addLearner(req.id, req.address);
+      await node.addLearner(req.id, { nodeId: req.nodeId, address: req.address });
       return {};
     }),
     promoteMember: unary(async (req) => {

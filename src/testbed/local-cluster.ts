@@ -6,12 +6,20 @@ import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import type { NodeRole } from "../ca/profile.js";
 import { KVServiceClient, type StatusResponse } from "../gen/testbed/kv/v1/kv.js";
 import { silentLogger } from "../log/logger.js";
-import { createDevPki, type DevPki, loadCredentialHolder, writeMemberCertificates } from "./dev-pki.js";
+import {
+  createDevPki,
+  type DevPki,
+  loadCredentialHolder,
+  memberNodeId,
+  OPERATOR,
+  writeMemberCertificates,
+  writeNodeCertificates,
+} from "./dev-pki.js";
 
 const MEMBER_MAIN = new URL("./member-main.ts", import.meta.url).pathname;
-const CLIENT_ID = 1_000_000;
 
 export interface LocalClusterOptions {
   size: number;
@@ -27,6 +35,8 @@ export interface LocalClusterOptions {
 
 export interface Member {
   id: number;
+  /** The CN of its certificate, which the membership binds to `id`. */
+  nodeId: string;
   address: string;
   dir: string;
   proc: ChildProcess | undefined;
@@ -76,7 +86,7 @@ export class LocalCluster {
   readonly clusterId = "c-local";
   private pki: DevPki;
   private readonly clients = new Map<number, InstanceType<typeof KVServiceClient>>();
-  private clientCredentials: grpc.ChannelCredentials | undefined;
+  private operator: ReturnType<typeof loadCredentialHolder> | undefined;
 
   private constructor(readonly options: LocalClusterOptions) {
     this.pki = createDevPki(this.clusterId);
@@ -97,6 +107,7 @@ export class LocalCluster {
     await writeMemberCertificates(this.pki, id, join(dir, "certificates"));
     const member: Member = {
       id,
+      nodeId: memberNodeId(id),
       address: `127.0.0.1:${await freePort()}`,
       dir,
       proc: undefined,
@@ -110,7 +121,7 @@ export class LocalCluster {
   private peersArg(): string {
     return [...this.members.values()]
       .filter((m) => !m.join)
-      .map((m) => `${m.id}=${m.address}`)
+      .map((m) => `${m.id}=${m.nodeId}@${m.address}`)
       .join(",");
   }
 
@@ -133,7 +144,9 @@ export class LocalCluster {
       "--cluster-id",
       this.clusterId,
       "--peers",
-      m.join ? [...this.members.values()].map((p) => `${p.id}=${p.address}`).join(",") : this.peersArg(),
+      m.join
+        ? [...this.members.values()].map((p) => `${p.id}=${p.nodeId}@${p.address}`).join(",")
+        : this.peersArg(),
       "--tick-ms",
       String(this.options.tickMs ?? 100),
       "--snapshot-every",
@@ -203,7 +216,8 @@ export class LocalCluster {
   client(id: number): InstanceType<typeof KVServiceClient> {
     let c = this.clients.get(id);
     if (!c) {
-      c = new KVServiceClient(this.members.get(id)!.address, this.credentials(), {
+      const member = this.members.get(id)!;
+      c = new KVServiceClient(member.address, this.credentials(member.nodeId), {
         "grpc.ssl_target_name_override": "manager",
         "grpc.default_authority": "manager",
       });
@@ -212,24 +226,31 @@ export class LocalCluster {
     return c;
   }
 
-  private credentials(): grpc.ChannelCredentials {
-    if (!this.clientCredentials) {
-      // A manager-role identity with a non-member id: an operator's tool (see prepareClient).
-      const holder = loadCredentialHolder(
-        join(this.options.baseDir, "client", "certificates"),
-        silentLogger(),
-      );
-      this.clientCredentials = holder.channelCredentials({
-        clusterId: this.clusterId,
-        expectedServerRole: "manager",
-      });
-    }
-    return this.clientCredentials;
+  /** The operator's credentials for dialling the member whose certificate is `nodeId`. */
+  credentials(nodeId: string): grpc.ChannelCredentials {
+    // The operator is a worker-role identity (dev-pki.ts OPERATOR): the members let it
+    // use the KV service, never the Raft transport.
+    this.operator ??= loadCredentialHolder(this.operatorDir, silentLogger());
+    return this.operator.channelCredentials({
+      clusterId: this.clusterId,
+      expectedServerRole: "manager",
+      expectedServerNodeId: nodeId,
+    });
+  }
+
+  /** Where the operator client's node.key, node.crt and ca.crt are (benchmark clients use them). */
+  get operatorDir(): string {
+    return join(this.options.baseDir, "client", "certificates");
   }
 
   /** Issues the operator client's certificate (start() does it). */
   private async prepareClient(): Promise<void> {
-    await writeMemberCertificates(this.pki, CLIENT_ID, join(this.options.baseDir, "client", "certificates"));
+    await writeNodeCertificates(this.pki, OPERATOR, this.operatorDir);
+  }
+
+  /** Certificates from this cluster's CA for any identity, e.g. a manager that is no member (tests). */
+  async writeIdentity(identity: { role: NodeRole; nodeId: string }, dir: string): Promise<void> {
+    await writeNodeCertificates(this.pki, identity, dir);
   }
 
   call<Req, Res>(

@@ -1,29 +1,39 @@
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
+import { nodeIdProblem } from "../ca/profile.js";
 import { NodeAuthorizer } from "../ca/tls/authorization.js";
 import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
 import { KVServiceService } from "../gen/testbed/kv/v1/kv.js";
 import { createLogger } from "../log/logger.js";
 import { bootstrapState, joiningState } from "../raft/core/bootstrap.js";
 import { DiskStorage } from "../raft/runtime/disk-storage.js";
-import { GrpcTransport, RAFT_SERVER_OPTIONS, raftTransportService } from "../raft/runtime/grpc-transport.js";
+import { GrpcTransport, RAFT_SERVER_OPTIONS } from "../raft/runtime/grpc-transport.js";
+import { encodeMemberContext, type MemberBinding } from "../raft/runtime/members.js";
 import { RaftNode } from "../raft/runtime/node.js";
 import { loadCredentialHolder } from "./dev-pki.js";
 import { kvService } from "./kv-service.js";
 import { KVStateMachine } from "./kv-state-machine.js";
+import { testbedPolicy } from "./policy.js";
 
-const MANAGER_ONLY = { roles: ["manager"] } as const;
+const PEER = /^([1-9][0-9]{0,8})=([^@,=]+)@([^@,=]+)$/;
 
-function parsePeers(spec: string): Map<number, string> {
-  const peers = new Map<number, string>();
+/** ID=NODE_ID@HOST:PORT,... : raft id, the CN its certificate has, where it listens. */
+function parsePeers(spec: string): Map<number, MemberBinding> {
+  const peers = new Map<number, MemberBinding>();
   for (const part of spec.split(",").filter(Boolean)) {
-    const [id, address] = part.split("=");
-    const n = Number(id);
-    if (!Number.isInteger(n) || n < 1 || !address)
-      throw new Error(`bad --peers entry "${part}" (want ID=HOST:PORT)`);
-    peers.set(n, address);
+    const match = PEER.exec(part);
+    if (!match) throw new Error(`bad --peers entry "${part}" (want ID=NODE_ID@HOST:PORT)`);
+    const [, id, nodeId, address] = match as unknown as [string, string, string, string];
+    const problem = nodeIdProblem(nodeId);
+    if (problem) throw new Error(`bad --peers entry "${part}": node id ${problem}`);
+    peers.set(Number.parseInt(id, 10), { nodeId, address });
   }
   return peers;
+}
+
+/** The founding voters' bootstrap entries carry who each of them is. */
+function foundingContexts(peers: Map<number, MemberBinding>): Map<number, Uint8Array> {
+  return new Map([...peers].map(([id, binding]) => [id, encodeMemberContext(binding)]));
 }
 
 async function main(): Promise<void> {
@@ -36,7 +46,7 @@ async function main(): Promise<void> {
     .requiredOption("--cluster-id <id>", "cluster id (the O of every certificate)")
     .requiredOption(
       "--peers <list>",
-      "ID=HOST:PORT,... of the founding voters (or known members with --join)",
+      "ID=NODE_ID@HOST:PORT,... of the founding voters (or known members with --join)",
     )
     .option("--bootstrap", "first start only: create this member's state as a founding voter of --peers")
     .option("--join", "first start only: create this member's state empty, to be added as a learner")
@@ -59,13 +69,24 @@ async function main(): Promise<void> {
       snapshotEvery: string;
       keepEntries: string;
     }>();
-  const id = Number(opts.id);
+  if (!/^[1-9][0-9]{0,8}$/.test(opts.id)) throw new Error(`bad --id "${opts.id}" (want a positive integer)`);
+  const id = Number.parseInt(opts.id, 10);
   const peers = parsePeers(opts.peers);
   const logger = createLogger({ member: id });
+  const credentials = loadCredentialHolder(opts.tlsDir, logger);
+  const self = peers.get(id);
+  if (self && self.nodeId !== credentials.currentIdentity.nodeId)
+    throw new Error(
+      `--peers names member ${id} ${self.nodeId}, but its certificate is ${credentials.currentIdentity.nodeId}`,
+    );
 
   if (opts.bootstrap && opts.join) throw new Error("--bootstrap and --join exclude each other");
   // A restart names neither: a missing or empty directory is then refused, never re-created.
-  const initial = opts.bootstrap ? bootstrapState([...peers.keys()]) : opts.join ? joiningState() : undefined;
+  const initial = opts.bootstrap
+    ? bootstrapState([...peers.keys()], foundingContexts(peers))
+    : opts.join
+      ? joiningState()
+      : undefined;
   const storage = initial
     ? await DiskStorage.create(opts.dataDir, id, initial, { logger })
     : await DiskStorage.open(opts.dataDir, id, { logger });
@@ -80,37 +101,31 @@ async function main(): Promise<void> {
     keepEntriesAfterSnapshot: Number(opts.keepEntries),
   });
 
-  const credentials = loadCredentialHolder(opts.tlsDir, logger);
   const authorizer = new NodeAuthorizer({
     clusterId: opts.clusterId,
     isNodeRemoved: () => false,
     logger,
-    policy: Object.fromEntries(
-      [...Object.values(RaftTransportServiceService), ...Object.values(KVServiceService)].map((m) => [
-        m.path,
-        MANAGER_ONLY,
-      ]),
-    ),
+    policy: testbedPolicy(),
   });
   const transport = new GrpcTransport({
     selfId: id,
-    credentials: credentials.channelCredentials({ clusterId: opts.clusterId, expectedServerRole: "manager" }),
+    // Each member is dialled expecting exactly the node id the membership binds to it.
+    credentialsFor: (nodeId) =>
+      credentials.channelCredentials({
+        clusterId: opts.clusterId,
+        expectedServerRole: "manager",
+        expectedServerNodeId: nodeId,
+      }),
     events: node,
     logger,
+    // A joining member knows nobody from its (empty) log yet: whoever admitted it says who is who.
+    seeds: opts.join ? peers : undefined,
   });
-  for (const [peerId, address] of peers) transport.addPeer(peerId, address);
 
   const server = new grpc.Server({ ...RAFT_SERVER_OPTIONS, interceptors: [authorizer.interceptor()] });
   server.addService(
     RaftTransportServiceService,
-    raftTransportService({
-      events: node,
-      logger,
-      peerIdOf: (call) => {
-        const n = Number(authorizer.peerIdentity(call)?.nodeId);
-        return Number.isInteger(n) && n > 0 ? n : undefined;
-      },
-    }),
+    transport.service((call) => authorizer.peerIdentity(call)?.nodeId),
   );
   server.addService(KVServiceService, kvService(node, kv));
   const port = await new Promise<number>((resolve, reject) =>

@@ -100,6 +100,18 @@ describe("ca: CSR creation (node side) and checking (manager side)", () => {
     expect(() => checkNodeCsr(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00]))).to.throw(CsrInvalidError);
   });
 
+  it("refuses trailing bytes after the request's DER, as DER and inside PEM", () => {
+    const { csrPem } = createNodeCsr();
+    const der = pemToDer(csrPem);
+    expect(() => checkNodeCsr(der)).to.not.throw();
+    for (const tail of [[0x00], [0x30, 0x00], [...Buffer.from("extra data")]]) {
+      const padded = Buffer.concat([der, Buffer.from(tail)]);
+      expect(() => checkNodeCsr(padded), `DER + ${tail.length} bytes`).to.throw(CsrInvalidError, /trailing/);
+      const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${padded.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
+      expect(() => checkNodeCsr(pem), `PEM + ${tail.length} bytes`).to.throw(CsrInvalidError, /trailing/);
+    }
+  });
+
   it("property: arbitrary bytes and strings are refused with CSR_INVALID, never a crash", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 6000 }), (bytes) => {

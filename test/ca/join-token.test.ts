@@ -84,6 +84,56 @@ describe("ca: join tokens (DESIGN.md Join tokens)", () => {
     }
   });
 
+  it("never repeats token text in its refusal: a mangled token's secret stays out of logs", () => {
+    const digest = rootCertificateDigest(root.certificateDer);
+    const leaks = (message: string): string | undefined => {
+      for (const part of [workerSecret, digest])
+        for (let i = 0; i + 6 <= part.length; i++) if (message.includes(part.slice(i, i + 6))) return part;
+      return undefined;
+    };
+    const refusal = (token: string): string => {
+      try {
+        parseJoinToken(token);
+      } catch (error) {
+        expect(error).to.be.instanceOf(TokenInvalidError);
+        return (error as Error).message;
+      }
+      return "";
+    };
+    // A dash lost in pasting, with the parts in another order, still 85 characters long.
+    const mangled = [
+      `SWMTKN-${workerSecret}-${digest}-1`,
+      `SWMTKN-1${digest}-${workerSecret}-`,
+      `SWMTKN-${digest}-1-${workerSecret}`,
+    ];
+    for (const token of mangled) {
+      const message = refusal(token);
+      expect(message, token).to.not.equal("");
+      expect(leaks(message), message).to.equal(undefined);
+    }
+    const alphabet = fc.constantFrom(..."0123456789abcdefghijklmnopqrstuvwxyzSWMTKN-_ ".split(""));
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 3 }),
+        fc.nat({ max: workerToken.length }),
+        alphabet,
+        fc.shuffledSubarray(["1", digest, workerSecret], { minLength: 3, maxLength: 3 }),
+        (dash, at, extra, order) => {
+          // Drop one of the three dashes, put a stray character anywhere: the length stays 85.
+          const parts = ["SWMTKN", ...order];
+          const joined = parts
+            .map((p, i) => (i === dash ? p : `${p}-`))
+            .join("")
+            .replace(/-$/, "");
+          const token = joined.slice(0, at) + extra + joined.slice(at);
+          const message = refusal(token);
+          if (message) expect(leaks(message), message).to.equal(undefined);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
   it("property: any string either parses to a token that formats back identically, or is refused with TOKEN_INVALID", () => {
     const alphabet = fc.constantFrom(..."0123456789abcdefghijklmnopqrstuvwxyzSWMTKN-Z_ \n".split(""));
     const tokenish = fc.oneof(

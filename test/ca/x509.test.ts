@@ -3,9 +3,17 @@ import { readFile } from "node:fs/promises";
 import { expect } from "chai";
 import { verifyChain } from "../../src/ca/chain.js";
 import { checkNodeCsr, createNodeCsr } from "../../src/ca/csr.js";
-import { CertExpiredError, CertInvalidError, UntrustedRootError } from "../../src/ca/errors.js";
+import {
+  CertExpiredError,
+  CertInvalidError,
+  NodeIdInvalidError,
+  RoleInvalidError,
+  UntrustedRootError,
+} from "../../src/ca/errors.js";
 import { parseNodeCertificate } from "../../src/ca/node-identity.js";
+import type { NodeRole } from "../../src/ca/profile.js";
 import { RootCA } from "../../src/ca/root-ca.js";
+import { forgeLeaf } from "./forge.js";
 import { opensslVerify, run, TempDir } from "./helpers.js";
 
 const HOUR = 60 * 60 * 1000;
@@ -160,6 +168,24 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
     expect(() => parseNodeCertificate(Buffer.from("garbage"))).to.throw(CertInvalidError);
   });
 
+  it('reads a peer\'s CN strictly: one our CA would never issue ("2.0", "Member-1", a role) is refused', () => {
+    for (const commonName of ["2.0", "Member-1", "manager", " 2", "nöde"]) {
+      const forged = forgeLeaf(
+        rootA,
+        { organization: "cluster-1", organizationalUnit: "manager", commonName },
+        ["manager"],
+      );
+      const der = new X509Certificate(forged.certificateChainPem).raw;
+      expect(() => parseNodeCertificate(der), commonName).to.throw(CertInvalidError, /node id/);
+    }
+    const fine = forgeLeaf(
+      rootA,
+      { organization: "cluster-1", organizationalUnit: "manager", commonName: "0x2" },
+      ["manager"],
+    );
+    expect(parseNodeCertificate(new X509Certificate(fine.certificateChainPem).raw).nodeId).to.equal("0x2");
+  });
+
   it("reloads a root from PEM and refuses a key that is not the root's", () => {
     const reloaded = RootCA.fromPem({
       clusterId: "cluster-1",
@@ -234,5 +260,48 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
       leaf: issued.certificatePem,
     });
     expect(viaOld.code, viaOld.stdout + viaOld.stderr).to.equal(0);
+  });
+});
+
+describe("ca: issuance refuses a node id or role outside the profile", () => {
+  const root = RootCA.create({ clusterId: "cluster-1" });
+  const csr = checkNodeCsr(createNodeCsr().csrPem);
+  const issue = (role: string, nodeId: string) =>
+    // The cast stands for a caller that bypassed the type (JSON, a CLI flag): the check is at run time.
+    root.issueNodeCertificate({ csr, role: role as NodeRole, nodeId });
+
+  it("refuses a role that is not manager or worker (ROLE_INVALID)", () => {
+    for (const role of ["admin", "", "Manager", "manager ", "operator"]) {
+      expect(() => issue(role, "node-1"), JSON.stringify(role))
+        .to.throw(RoleInvalidError)
+        .with.property("code", "ROLE_INVALID");
+    }
+  });
+
+  it("refuses a node id outside the DNS-label pattern or equal to a role name (NODE_ID_INVALID)", () => {
+    const bad = [
+      "",
+      "manager",
+      "worker",
+      "nöde",
+      "node.1",
+      "2.0",
+      "-node",
+      "node-",
+      "Node",
+      "a b",
+      "x".repeat(64),
+    ];
+    for (const nodeId of bad) {
+      expect(() => issue("worker", nodeId), JSON.stringify(nodeId))
+        .to.throw(NodeIdInvalidError)
+        .with.property("code", "NODE_ID_INVALID");
+    }
+    // A worker must never get the SAN a manager's dialer checks for (DNS:manager).
+    expect(() => issue("worker", "manager")).to.throw(NodeIdInvalidError);
+    for (const nodeId of ["member-1", "0x2", "a", "x".repeat(63), "5f2kq0r7a1c9d3e8b6h4j2m0n"]) {
+      const cert = new X509Certificate(issue("manager", nodeId).certificatePem);
+      expect(cert.subject).to.equal(`O=cluster-1\nOU=manager\nCN=${nodeId}`);
+    }
   });
 });

@@ -36,6 +36,8 @@ export interface ChannelCredentialOptions {
   clusterId: string;
   /** The role the server must hold (its role SAN), e.g. "manager" for the dispatcher. */
   expectedServerRole: NodeRole;
+  /** When set, the server's CN must be exactly this node id (a Raft member dials a given member). */
+  expectedServerNodeId?: string;
   /** Told the identity of each server this channel completes a handshake with. */
   onServerIdentity?: (identity: NodeIdentity) => void;
 }
@@ -116,7 +118,12 @@ export class TlsCredentialHolder implements CertificateProvider {
 
   channelCredentials(options: ChannelCredentialOptions): grpc.ChannelCredentials {
     const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
-      const result = verifyServerNode(cert, options.clusterId, options.expectedServerRole);
+      const result = verifyServerNode(
+        cert,
+        options.clusterId,
+        options.expectedServerRole,
+        options.expectedServerNodeId,
+      );
       if (result instanceof Error) {
         this.logger.warn(
           { code: (result as CaError).code, err: result.message },

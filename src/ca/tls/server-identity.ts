@@ -1,8 +1,9 @@
 // Client-side check of the server a node connects to. Hostnames mean nothing in
 // the cluster (managers are reached by IP); what matters is that the server's
-// certificate belongs to this cluster (O) and holds the expected role SAN.
+// certificate belongs to this cluster (O), holds the expected role SAN and, when
+// the caller dials one particular node (a Raft member), is that node's (CN).
 import type { PeerCertificate } from "node:tls";
-import { CaError, CertInvalidError, WrongClusterError, WrongRoleError } from "../errors.js";
+import { CaError, CertInvalidError, WrongClusterError, WrongNodeError, WrongRoleError } from "../errors.js";
 import { type NodeIdentity, parseNodeCertificate } from "../node-identity.js";
 import type { NodeRole } from "../profile.js";
 
@@ -11,6 +12,7 @@ export function verifyServerNode(
   cert: PeerCertificate,
   clusterId: string,
   expectedRole: NodeRole,
+  expectedNodeId?: string,
 ): NodeIdentity | CaError {
   try {
     if (!cert.raw) return new CertInvalidError("the server sent no certificate");
@@ -20,6 +22,9 @@ export function verifyServerNode(
     if (identity.role !== expectedRole || !sans.includes(`DNS:${expectedRole}`)) {
       return new WrongRoleError([expectedRole], identity.role);
     }
+    // Compared as strings: node ids are names, and "2" is not "2.0" or "0x2".
+    if (expectedNodeId !== undefined && identity.nodeId !== expectedNodeId)
+      return new WrongNodeError(expectedNodeId, identity.nodeId);
     return identity;
   } catch (error) {
     if (error instanceof CaError) return error;

@@ -9,8 +9,13 @@ export function emptySnapshot(): Snapshot {
 /**
  * A new cluster's first log: one committed entry per founding voter (term 1),
  * so a member that joins later replays the same configuration history.
+ * `contexts` (opaque to Raft) become the entries' ConfChange contexts: the
+ * runtime puts each founding voter's identity there.
  */
-export function bootstrapState(voters: number[]): PersistentState {
+export function bootstrapState(
+  voters: number[],
+  contexts: ReadonlyMap<number, Uint8Array> = new Map(),
+): PersistentState {
   const entries: Entry[] = voters.map((nodeId, i) => ({
     term: 1,
     index: i + 1,
@@ -18,7 +23,7 @@ export function bootstrapState(voters: number[]): PersistentState {
     data: ConfChange.encode({
       type: ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER,
       nodeId,
-      context: new Uint8Array(),
+      context: contexts.get(nodeId) ?? new Uint8Array(),
     }).finish(),
   }));
   return { hardState: { term: 1, vote: 0, commit: entries.length }, snapshot: emptySnapshot(), entries };

@@ -1,41 +1,49 @@
-// Raft messages between managers over gRPC with mutual TLS: one long-lived
-// client stream per peer carries batches (everything queued since the last
-// write goes in one frame), queues are bounded and drop when full (Raft
-// retries), a broken stream reconnects with exponential backoff and full
-// jitter, and snapshots are streamed in chunks on a call of their own.
+// Raft messages between managers over gRPC with mutual TLS, bound to the
+// membership: the node hands the transport the applied membership (raft id ->
+// node id and address, see members.ts); the client side dials each member with
+// credentials that accept only a server presenting that member's node id, and
+// the server side delivers a message only from the member its caller's
+// certificate is bound to, addressed to this member (inbound-guard.ts).
+//
+// Bindings the log has not given us yet are "hints": a joining member's seed
+// list, and what the members we know answer when a message comes from a member
+// we do not know (we missed the change that added it, e.g. we were down while it
+// joined and took over as leader: without asking, we would drop its messages and
+// never catch up). A hint never overrides the log: it goes when the log binds or
+// removes that id, and it is never taken for an id the log removed.
 import * as grpc from "@grpc/grpc-js";
+import type { MemberInfo } from "../../gen/raft/v1/membership.js";
 import type { Message } from "../../gen/raft/v1/raft.js";
-import {
-  RaftTransportServiceClient,
-  type RaftTransportServiceServer,
-  type SendRequest,
-  type SendSnapshotRequest,
+import type {
+  MembersResponse,
+  RaftTransportServiceServer,
+  SendRequest,
 } from "../../gen/raft/v1/transport.js";
 import type { Logger } from "../../log/logger.js";
+import { InboundGuard } from "./inbound-guard.js";
+import type { MemberBinding, Membership } from "./members.js";
+import { PeerLink, type PeerLinkHost, type PeerLinkLimits } from "./peer-link.js";
+import { receiveSnapshot } from "./snapshot-receiver.js";
 import type { Transport, TransportEvents } from "./types.js";
 
 export interface GrpcTransportOptions {
   selfId: number;
-  credentials: grpc.ChannelCredentials;
+  /** Client credentials that accept only a server whose certificate's CN is `nodeId` (and of this cluster). */
+  credentialsFor(nodeId: string): grpc.ChannelCredentials;
   events: TransportEvents;
   logger: Logger;
+  /** Bindings known before the log gives any: a joining member's seed list (from whoever admitted it). */
+  seeds?: ReadonlyMap<number, MemberBinding>;
   maxQueuedMessages?: number;
   maxBatchBytes?: number;
   snapshotChunkBytes?: number;
+  maxSnapshotBytes?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Least time between two rounds of asking the known members about an unknown sender. */
+  lookupIntervalMs?: number;
+  random?: () => number;
 }
-
-const CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  // Peers are verified by cluster and role (checkServerIdentity), not hostname; SNI names the role.
-  "grpc.ssl_target_name_override": "manager",
-  "grpc.default_authority": "manager",
-  "grpc.max_send_message_length": 64 * 1024 * 1024,
-  "grpc.max_receive_message_length": 64 * 1024 * 1024,
-  "grpc.keepalive_time_ms": 5_000,
-  "grpc.keepalive_timeout_ms": 5_000,
-  "grpc.keepalive_permit_without_calls": 1,
-  "grpc.initial_reconnect_backoff_ms": 100,
-  "grpc.max_reconnect_backoff_ms": 2_000,
-};
 
 export const RAFT_SERVER_OPTIONS: grpc.ServerOptions = {
   "grpc.max_receive_message_length": 64 * 1024 * 1024,
@@ -43,240 +51,212 @@ export const RAFT_SERVER_OPTIONS: grpc.ServerOptions = {
   "grpc.http2.min_ping_interval_without_data_ms": 1_000,
 };
 
-const MIN_BACKOFF_MS = 50;
-const MAX_BACKOFF_MS = 2_000;
+const LOOKUP_TIMEOUT_MS = 1_000;
 
-function approxBytes(m: Message): number {
-  let n = 64;
-  for (const e of m.entries) n += e.data.byteLength + 16;
-  return n;
-}
+/** The CN (node id) of the caller's verified certificate; undefined without one. */
+export type CallerIdentity = (call: grpc.ServerReadableStream<unknown, unknown>) => string | undefined;
 
-class PeerLink {
-  private queue: Message[] = [];
-  private stream: grpc.ClientWritableStream<SendRequest> | undefined;
-  private scheduled = false;
-  private blocked = false;
-  private backoffMs = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private closed = false;
-  dropped = 0;
-
-  constructor(
-    readonly peerId: number,
-    readonly address: string,
-    private readonly client: InstanceType<typeof RaftTransportServiceClient>,
-    private readonly t: GrpcTransport,
-  ) {}
-
-  /** Queues a message; the caller flushes once it has queued a whole Ready's worth. */
-  enqueue(m: Message): void {
-    if (this.queue.length >= this.t.maxQueuedMessages) {
-      this.dropped++; // Raft resends what matters; a bounded queue keeps a dead peer from eating memory
-      return;
-    }
-    this.queue.push(m);
-  }
-
-  private schedule(): void {
-    if (this.scheduled || this.closed) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.flush();
-    });
-  }
-
-  flush(): void {
-    if (this.closed || this.blocked || this.retryTimer || this.queue.length === 0) return;
-    const stream = this.stream ?? this.open();
-    while (this.queue.length > 0 && !this.blocked) {
-      let bytes = 0;
-      let n = 0;
-      while (n < this.queue.length && (n === 0 || bytes < this.t.maxBatchBytes))
-        bytes += approxBytes(this.queue[n++]);
-      const messages = this.queue.slice(0, n);
-      this.queue = this.queue.slice(n);
-      if (!stream.write({ messages })) {
-        this.blocked = true;
-        stream.once("drain", () => {
-          this.blocked = false;
-          this.schedule();
-        });
-      }
-    }
-  }
-
-  private open(): grpc.ClientWritableStream<SendRequest> {
-    const stream = this.client.send((err) => {
-      if (this.stream === stream) this.stream = undefined;
-      if (err && !this.closed) this.failed(err);
-    });
-    stream.on("metadata", () => {
-      this.backoffMs = 0; // the peer accepted the stream
-    });
-    this.stream = stream;
-    return stream;
-  }
-
-  private failed(err: grpc.ServiceError): void {
-    this.blocked = false;
-    this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMs * 2));
-    const waitMs = Math.floor(Math.random() * this.backoffMs); // full jitter
-    this.t.log.debug(
-      { peer: this.peerId, code: err.code, err: err.details, waitMs },
-      "raft stream to peer broke",
-    );
-    this.t.events.onUnreachable(this.peerId);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.schedule();
-    }, waitMs);
-  }
-
-  sendSnapshot(m: Message): void {
-    const snapshot = m.snapshot!;
-    const data = snapshot.data;
-    const call = this.client.sendSnapshot((err) => {
-      if (err)
-        this.t.log.warn({ peer: this.peerId, code: err.code, err: err.details }, "snapshot transfer failed");
-      this.t.events.onSnapshotStatus(this.peerId, !err);
-    });
-    const header: SendSnapshotRequest = {
-      message: { ...m, snapshot: { metadata: snapshot.metadata, data: new Uint8Array() } },
-      data: new Uint8Array(),
-    };
-    call.write(header);
-    for (let off = 0; off < data.byteLength; off += this.t.snapshotChunkBytes) {
-      call.write({ message: undefined, data: data.subarray(off, off + this.t.snapshotChunkBytes) });
-    }
-    call.end();
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.stream?.end();
-    this.client.close();
-  }
-}
-
-export class GrpcTransport implements Transport {
+export class GrpcTransport implements Transport, PeerLinkHost {
   readonly log: Logger;
   readonly events: TransportEvents;
-  readonly maxQueuedMessages: number;
-  readonly maxBatchBytes: number;
-  readonly snapshotChunkBytes: number;
-  private readonly peers = new Map<number, PeerLink>();
+  readonly limits: PeerLinkLimits;
+  readonly guard: InboundGuard;
+  private membership: Membership = { members: new Map(), removed: new Set() };
+  private readonly hints = new Map<number, MemberBinding>();
+  private readonly links = new Map<number, PeerLink>();
+  private readonly maxSnapshotBytes: number;
+  private lookupInFlight = false;
+  private lastLookupAt = Number.NEGATIVE_INFINITY;
+  private closed = false;
 
   constructor(private readonly options: GrpcTransportOptions) {
     this.log = options.logger.child({ component: "raft-transport", node: options.selfId });
     this.events = options.events;
-    this.maxQueuedMessages = options.maxQueuedMessages ?? 8192;
-    this.maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
-    this.snapshotChunkBytes = options.snapshotChunkBytes ?? 256 * 1024;
+    this.limits = {
+      maxQueuedMessages: options.maxQueuedMessages ?? 8192,
+      maxBatchBytes: options.maxBatchBytes ?? 4 * 1024 * 1024,
+      snapshotChunkBytes: options.snapshotChunkBytes ?? 256 * 1024,
+      minBackoffMs: options.minBackoffMs ?? 100,
+      maxBackoffMs: options.maxBackoffMs ?? 2_000,
+    };
+    this.maxSnapshotBytes = options.maxSnapshotBytes ?? 1024 * 1024 * 1024;
+    this.guard = new InboundGuard(options.selfId, (id) => this.bindingOf(id), this.log);
+    for (const [id, binding] of options.seeds ?? []) this.hints.set(id, binding);
+    this.syncLinks();
   }
 
-  addPeer(id: number, address: string): void {
-    if (id === this.options.selfId) return;
-    const existing = this.peers.get(id);
-    if (existing?.address === address) return;
-    existing?.close();
-    const client = new RaftTransportServiceClient(address, this.options.credentials, CHANNEL_OPTIONS);
-    // Connect now, not on first use: followers first talk to each other when the leader
-    // dies, and a TLS handshake then widens the window in which both pre-vote at once
-    // and split the election (measured: a second election round, up to +2 s).
-    client.getChannel().getConnectivityState(true);
-    this.peers.set(id, new PeerLink(id, address, client, this));
+  random(): number {
+    return (this.options.random ?? Math.random)();
   }
 
-  removePeer(id: number): void {
-    this.peers.get(id)?.close();
-    this.peers.delete(id);
+  setMembers(membership: Membership): void {
+    this.membership = membership;
+    for (const id of [...this.hints.keys()])
+      if (membership.members.has(id) || membership.removed.has(id)) this.hints.delete(id);
+    this.syncLinks();
+  }
+
+  /** Who `raftId` is: as the applied membership says, else as a hint says (never for a removed id). */
+  bindingOf(raftId: number): MemberBinding | undefined {
+    const bound = this.membership.members.get(raftId);
+    if (bound) return bound;
+    return this.membership.removed.has(raftId) ? undefined : this.hints.get(raftId);
   }
 
   /** Sends one Ready's messages: one batch per peer, written now (no extra event-loop turn). */
   send(messages: Message[]): void {
     const touched = new Set<PeerLink>();
     for (const m of messages) {
-      const peer = this.peers.get(m.to);
-      if (!peer) {
+      const link = this.links.get(m.to);
+      if (!link) {
         this.events.onUnreachable(m.to);
         continue;
       }
-      if (m.snapshot?.metadata) peer.sendSnapshot(m);
+      if (m.snapshot?.metadata) link.sendSnapshot(m);
       else {
-        peer.enqueue(m);
-        touched.add(peer);
+        link.enqueue(m);
+        touched.add(link);
       }
     }
-    for (const peer of touched) peer.flush();
+    for (const link of touched) link.flush();
+  }
+
+  /** Per-peer delivery counters and the server side's refusals, for tests and metrics. */
+  stats(): {
+    refusals: InboundGuard["refusals"];
+    peers: Map<number, { dropped: number; failures: number; lastError: string; channel: string }>;
+  } {
+    const peers = new Map(
+      [...this.links].map(([id, l]) => [
+        id,
+        { dropped: l.dropped, failures: l.failures, lastError: l.lastError, channel: l.channelState() },
+      ]),
+    );
+    return { refusals: { ...this.guard.refusals }, peers };
   }
 
   async close(): Promise<void> {
-    for (const p of this.peers.values()) p.close();
-    this.peers.clear();
+    this.closed = true;
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+  }
+
+  /** The server side, bound to this transport's membership. */
+  service(callerOf: CallerIdentity): RaftTransportServiceServer {
+    return {
+      send: (call, callback) => {
+        call.sendMetadata(new grpc.Metadata());
+        const caller = callerOf(call);
+        const callerId = caller === undefined ? undefined : this.raftIdOfNode(caller);
+        // A member that (re)connects to us is up: stop waiting out our backoff towards it.
+        if (callerId !== undefined) this.links.get(callerId)?.heard();
+        call.on("data", (req: SendRequest) => {
+          for (const m of req.messages) this.receive(m, caller);
+        });
+        call.on("end", () => callback(null, {}));
+        call.on("error", () => undefined);
+      },
+      sendSnapshot: (call, callback) => {
+        const caller = callerOf(call);
+        receiveSnapshot(
+          call,
+          this.maxSnapshotBytes,
+          (header) => this.guard.check(header, caller) === undefined,
+          {
+            deliver: (m) => this.events.onMessage(m),
+            done: callback,
+          },
+        );
+      },
+      members: (_call, callback) => {
+        callback(null, toMembersResponse(this.membership));
+      },
+    };
+  }
+
+  private receive(m: Message, caller: string | undefined): void {
+    const refusal = this.guard.check(m, caller);
+    if (refusal === "UNKNOWN_SENDER" && caller !== undefined) this.lookUpMembers();
+    if (refusal) return;
+    this.links.get(m.from)?.heard();
+    this.events.onMessage(m);
+  }
+
+  private raftIdOfNode(nodeId: string): number | undefined {
+    for (const [id, b] of this.membership.members) if (b.nodeId === nodeId) return id;
+    for (const [id, b] of this.hints) if (b.nodeId === nodeId && this.bindingOf(id) === b) return id;
+    return undefined;
+  }
+
+  /** One link per bound peer, dialled with credentials for exactly the node id it is bound to. */
+  private syncLinks(): void {
+    if (this.closed) return;
+    const wanted = new Map<number, MemberBinding>();
+    for (const id of [...this.membership.members.keys(), ...this.hints.keys()]) {
+      const binding = this.bindingOf(id);
+      if (binding && id !== this.options.selfId) wanted.set(id, binding);
+    }
+    for (const [id, link] of this.links) {
+      const want = wanted.get(id);
+      if (want && want.nodeId === link.binding.nodeId && want.address === link.binding.address) continue;
+      link.close();
+      this.links.delete(id);
+    }
+    for (const [id, binding] of wanted) {
+      if (this.links.has(id)) continue;
+      this.links.set(id, new PeerLink(id, binding, this.options.credentialsFor(binding.nodeId), this));
+    }
+  }
+
+  /** Asks the members we know who the members we do not know are (rate-limited, one round at a time). */
+  private lookUpMembers(): void {
+    const intervalMs = this.options.lookupIntervalMs ?? 500;
+    const now = Date.now();
+    if (this.closed || this.lookupInFlight || now - this.lastLookupAt < intervalMs) return;
+    const asked = [...this.links.values()];
+    if (asked.length === 0) return;
+    this.lookupInFlight = true;
+    this.lastLookupAt = now;
+    Promise.all(asked.map((link) => link.members(LOOKUP_TIMEOUT_MS)))
+      .then((answers) => this.learn(answers.filter((a): a is MembersResponse => a !== undefined)))
+      .catch((err: unknown) => this.log.warn({ err }, "asking members about an unknown sender failed"))
+      .finally(() => {
+        this.lookupInFlight = false;
+      });
+  }
+
+  /** Takes, as hints, bindings the answers agree on for ids the log has not told us about. */
+  private learn(answers: MembersResponse[]): void {
+    if (this.closed) return;
+    const removedAnywhere = new Set(answers.flatMap((a) => a.removed));
+    const candidates = new Map<number, MemberInfo | null>();
+    for (const m of answers.flatMap((a) => a.members)) {
+      const known =
+        m.raftId === this.options.selfId ||
+        this.membership.members.has(m.raftId) ||
+        this.membership.removed.has(m.raftId) ||
+        this.hints.has(m.raftId) ||
+        this.raftIdOfNode(m.nodeId) !== undefined;
+      if (known || !m.nodeId) continue;
+      const seen = candidates.get(m.raftId);
+      if (seen === undefined) candidates.set(m.raftId, m);
+      else if (seen && (seen.nodeId !== m.nodeId || seen.address !== m.address))
+        candidates.set(m.raftId, null);
+    }
+    let learned = 0;
+    for (const [id, m] of candidates) {
+      if (!m || removedAnywhere.has(id)) continue; // members disagree, or one says it is gone: fail closed
+      this.hints.set(id, { nodeId: m.nodeId, address: m.address });
+      this.log.info({ member: id, nodeId: m.nodeId, address: m.address }, "learned a member from its peers");
+      learned++;
+    }
+    if (learned > 0) this.syncLinks();
   }
 }
 
-export interface RaftServiceOptions {
-  events: TransportEvents;
-  logger: Logger;
-  /** The raft id the caller's certificate proves, if any: messages claiming another sender are dropped. */
-  peerIdOf: (call: grpc.ServerReadableStream<unknown, unknown>) => number | undefined;
-  maxSnapshotBytes?: number;
-}
-
-/** The server side: hands every authenticated message to the node. */
-export function raftTransportService(options: RaftServiceOptions): RaftTransportServiceServer {
-  const log = options.logger.child({ component: "raft-transport" });
-  const maxSnapshotBytes = options.maxSnapshotBytes ?? 1024 * 1024 * 1024;
-  const fromMatches = (peer: number | undefined, m: Message): boolean => {
-    if (peer === undefined || m.from === peer) return true;
-    log.warn({ claimed: m.from, peer }, "dropped a raft message whose sender is not the authenticated peer");
-    return false;
-  };
+function toMembersResponse(membership: Membership): MembersResponse {
   return {
-    send(call, callback) {
-      call.sendMetadata(new grpc.Metadata());
-      const peer = options.peerIdOf(call);
-      call.on("data", (req: SendRequest) => {
-        for (const m of req.messages) if (fromMatches(peer, m)) options.events.onMessage(m);
-      });
-      call.on("end", () => callback(null, {}));
-      call.on("error", () => undefined);
-    },
-    sendSnapshot(call, callback) {
-      const peer = options.peerIdOf(call);
-      let header: Message | undefined;
-      const chunks: Uint8Array[] = [];
-      let bytes = 0;
-      let failed = false;
-      call.on("data", (req: SendSnapshotRequest) => {
-        if (failed) return;
-        if (!header) header = req.message;
-        bytes += req.data.byteLength;
-        if (bytes > maxSnapshotBytes) {
-          failed = true;
-          callback({
-            code: grpc.status.RESOURCE_EXHAUSTED,
-            details: `snapshot larger than ${maxSnapshotBytes} bytes`,
-          });
-          return;
-        }
-        if (req.data.byteLength > 0) chunks.push(req.data);
-      });
-      call.on("end", () => {
-        if (failed) return;
-        if (!header?.snapshot?.metadata || !fromMatches(peer, header)) {
-          callback({ code: grpc.status.INVALID_ARGUMENT, details: "snapshot stream without a valid header" });
-          return;
-        }
-        header.snapshot.data = Buffer.concat(chunks);
-        options.events.onMessage(header);
-        callback(null, {});
-      });
-      call.on("error", () => undefined);
-    },
+    members: [...membership.members].map(([raftId, b]) => ({ raftId, nodeId: b.nodeId, address: b.address })),
+    removed: [...membership.removed],
   };
 }

@@ -19,6 +19,7 @@ import { type RuntimeClock, systemClock, type Timer } from "./clock.js";
 import { RequestIds, unwrap, wrap } from "./envelope.js";
 import { NodeStoppedError, ProposalDroppedError } from "./errors.js";
 import { type Input, type Refusals, stepInputs } from "./inputs.js";
+import { decodeMemberContext, encodeMemberContext, type MemberBinding, MemberRegistry } from "./members.js";
 import { type RaftNodeOptions, type Tunables, tunables } from "./node-options.js";
 import { PendingRequests } from "./pending.js";
 import { PendingReads } from "./reads.js";
@@ -29,8 +30,10 @@ export type { RaftNodeOptions, RuntimeTestingKnobs } from "./node-options.js";
 
 export interface MemberChange {
   type: ConfChangeType;
-  nodeId: number;
-  address: string;
+  /** The member's Raft id. */
+  raftId: number;
+  /** Who it is, when the change names it (adding a member). */
+  binding?: MemberBinding;
 }
 
 export class RaftNode extends EventEmitter implements TransportEvents, RaftService {
@@ -57,6 +60,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   private leaderTerm = 0;
   /** Only the answerBeforeLocalSync knob writes in the background; this is its last write. */
   private backgroundWrites: Promise<void> = Promise.resolve();
+  /** Raft id -> node identity, as the applied configuration binds them (saved in snapshots). */
+  private readonly members = new MemberRegistry();
 
   constructor(private readonly options: RaftNodeOptions) {
     super();
@@ -82,7 +87,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
       },
       state,
     );
-    options.stateMachine.restore(state.snapshot.data);
+    options.stateMachine.restore(this.members.restoreSnapshot(state.snapshot.data));
     this.applied = state.snapshot.metadata!.index;
     this.committed = Math.max(state.hardState.commit, this.applied);
     this.leaderTerm = state.hardState.term;
@@ -92,6 +97,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
 
   start(transport: Transport): void {
     this.transport = transport;
+    transport.setMembers(this.members.view());
     this.tickTimer = this.clock.every(this.opts.tickMs, () => this.enqueue({ kind: "tick" }));
     this.kick();
     this.log.info({ applied: this.applied }, "raft member started");
@@ -145,8 +151,17 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     return fn();
   }
 
-  addLearner(nodeId: number, address: string): Promise<Applied> {
-    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER, nodeId, address);
+  /** Adds a learner; `binding` names the certificate (CN) it must present and where it listens. */
+  addLearner(raftId: number, binding: MemberBinding): Promise<Applied> {
+    // An unbound member could never be heard from (the transport fails closed): refuse it here.
+    if (!binding.nodeId || !binding.address)
+      return Promise.reject(
+        new ProposalDroppedError(
+          "INVALID_CONF_CHANGE",
+          "a new member needs its node id (certificate CN) and address",
+        ),
+      );
+    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER, raftId, binding);
   }
 
   /**
@@ -155,11 +170,11 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
    * or two, so the promotion is retried every tick until the proposal timeout, and only
    * then does the refusal reach the caller.
    */
-  async promote(nodeId: number): Promise<Applied> {
+  async promote(raftId: number): Promise<Applied> {
     const attempts = Math.max(1, Math.ceil(this.opts.proposalTimeoutMs / this.opts.tickMs));
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, nodeId, "");
+        return await this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, raftId);
       } catch (err) {
         const notReady = err instanceof ProposalDroppedError && err.code === "LEARNER_NOT_READY";
         if (!notReady || this.stopped || attempt >= attempts) throw err;
@@ -168,8 +183,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     }
   }
 
-  remove(nodeId: number): Promise<Applied> {
-    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE, nodeId, "");
+  remove(raftId: number): Promise<Applied> {
+    return this.changeMembership(ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE, raftId);
   }
 
   transferLeadership(target: number): void {
@@ -192,10 +207,10 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
 
   // ---- the loop ----------------------------------------------------------------
 
-  private changeMembership(type: ConfChangeType, nodeId: number, address: string): Promise<Applied> {
+  private changeMembership(type: ConfChangeType, raftId: number, binding?: MemberBinding): Promise<Applied> {
     const id = this.ids.next();
-    const context = wrap(id, new TextEncoder().encode(address));
-    const conf: ConfChange = { type, nodeId, context };
+    const context = encodeMemberContext({ requestId: id, ...binding });
+    const conf: ConfChange = { type, nodeId: raftId, context };
     return this.track(this.pending, id.toString("hex"), () => {
       this.enqueue({ kind: "confChange", id, conf });
     });
@@ -285,7 +300,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
         rd.snapshot.metadata!.index > this.applied,
         "a snapshot from the leader is ahead of the applied index",
       );
-      this.options.stateMachine.restore(rd.snapshot.data);
+      this.options.stateMachine.restore(this.members.restoreSnapshot(rd.snapshot.data));
+      transport.setMembers(this.members.view());
       this.applied = rd.snapshot.metadata!.index;
       this.lastSnapshotIndex = this.applied;
       this.log.info({ index: this.applied }, "installed snapshot from the leader");
@@ -329,10 +345,13 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     this.options.observer?.applied?.(e);
     if (e.type === EntryType.ENTRY_TYPE_CONF_CHANGE) {
       const cc = ConfChange.decode(e.data);
-      const req = unwrap(cc.context);
-      const address = req ? new TextDecoder().decode(req.payload) : "";
-      this.applyMemberChange({ type: cc.type, nodeId: cc.nodeId, address });
-      if (req) this.pending.resolve(req.id, { index: e.index, result: new Uint8Array() });
+      const context = decodeMemberContext(cc.context);
+      this.applyMemberChange(cc, context);
+      if (context?.requestId.byteLength)
+        this.pending.resolve(Buffer.from(context.requestId).toString("hex"), {
+          index: e.index,
+          result: new Uint8Array(),
+        });
       return;
     }
     const req = unwrap(e.data);
@@ -342,16 +361,22 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     this.emit("applied", e.index);
   }
 
-  private applyMemberChange(change: MemberChange): void {
-    if (change.type === ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER && change.address) {
-      this.transport?.addPeer(change.nodeId, change.address);
-    } else if (change.type === ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && change.nodeId !== this.id) {
-      this.transport?.removePeer(change.nodeId);
-    }
+  private applyMemberChange(cc: ConfChange, context: ReturnType<typeof decodeMemberContext>): void {
+    const complaint = this.members.apply(cc.type, cc.nodeId, context);
+    // Fail closed: a member the log does not bind to a certificate gets no messages through.
+    if (complaint) this.log.error({ member: cc.nodeId }, complaint);
+    this.transport?.setMembers(this.members.view());
+    const binding = context?.nodeId ? { nodeId: context.nodeId, address: context.address } : undefined;
     this.log.info(
-      { change: ConfChangeType[change.type], member: change.nodeId, address: change.address },
+      {
+        change: ConfChangeType[cc.type],
+        member: cc.nodeId,
+        nodeId: binding?.nodeId,
+        address: binding?.address,
+      },
       "membership changed",
     );
+    const change: MemberChange = { type: cc.type, raftId: cc.nodeId, binding };
     this.emit("membership", change);
   }
 
@@ -378,7 +403,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     if (this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
     await this.backgroundWrites; // storage runs one operation at a time
     const keep = this.opts.keepEntriesAfterSnapshot;
-    const snapshot = this.raft.compact(this.options.stateMachine.snapshot(), keep);
+    // The bindings go with the state: the entries that made them are compacted away.
+    const snapshot = this.raft.compact(this.members.wrapSnapshot(this.options.stateMachine.snapshot()), keep);
     await this.options.storage.compact(snapshot, keep);
     this.lastSnapshotIndex = snapshot.metadata!.index;
     this.log.info({ index: this.lastSnapshotIndex }, "snapshot taken, log compacted");

@@ -1,6 +1,7 @@
 // Contracts between the Raft runtime and what it drives.
 import type { Message, Snapshot } from "../../gen/raft/v1/raft.js";
 import type { PersistentState, Ready } from "../core/types.js";
+import type { Membership } from "./members.js";
 
 /** The replicated state machine: deterministic, no I/O, no clock. */
 export interface StateMachine {
@@ -12,8 +13,12 @@ export interface StateMachine {
 /** Sends messages to peers; never blocks, may drop (Raft retries). */
 export interface Transport {
   send(messages: Message[]): void;
-  addPeer(id: number, address: string): void;
-  removePeer(id: number): void;
+  /**
+   * The whole applied membership (who each member is and where), replacing the
+   * previous one: called at start, after each applied configuration change and
+   * after a snapshot install. Messages are accepted only as it binds them.
+   */
+  setMembers(membership: Membership): void;
   close(): Promise<void>;
 }
 

@@ -195,7 +195,7 @@ export class RuntimeSimulator {
     if (roll === 0 && voters.length + learners.length < this.opts.maxMembers) {
       const id = this.nextNodeId++;
       const joining = this.cluster.add(id, new SimDisk(joiningState())); // the operator starts it first
-      const added = run.node.addLearner(id, `sim-${id}`);
+      const added = run.node.addLearner(id, { nodeId: `sim-${id}`, address: `sim-${id}` });
       this.clients.membership(m.id, run.proc, added);
       // Refused (nothing entered the log): the operator stops the new member again.
       added.catch((err: unknown) => {

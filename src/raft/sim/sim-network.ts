@@ -4,6 +4,7 @@
 // the sender how a snapshot went and when a peer could not be reached; messages
 // sent just before their sender crashed may die with it (user-space buffers).
 import { type Message, MessageType } from "../../gen/raft/v1/raft.js";
+import type { Membership } from "../runtime/members.js";
 import type { Transport, TransportEvents } from "../runtime/types.js";
 import type { SimProcess, SimScheduler } from "./sim-clock.js";
 
@@ -44,6 +45,12 @@ class Endpoint implements Transport {
 
   removePeer(id: number): void {
     this.peers.delete(id);
+  }
+
+  /** The applied membership: its members are this endpoint's peers (delivery ignores bindings here). */
+  setMembers(membership: Membership): void {
+    for (const id of membership.members.keys()) if (id !== this.proc.nodeId) this.peers.add(id);
+    for (const id of membership.removed) this.peers.delete(id);
   }
 
   async close(): Promise<void> {}

@@ -148,7 +148,11 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
     });
 
     try {
-      await c.call(leader, (k) => k.addLearner, { id: 4, address: c.members.get(4)!.address });
+      await c.call(leader, (k) => k.addLearner, {
+        id: 4,
+        nodeId: c.members.get(4)!.nodeId,
+        address: c.members.get(4)!.address,
+      });
       await caughtUp(c, 4, leader);
       expect((await c.status(leader)).learners).to.deep.equal([4]);
       await c.call(leader, (k) => k.promoteMember, { id: 4 });
@@ -183,7 +187,11 @@ describe("raft runtime: real processes on loopback (mTLS, write-ahead log, kill 
     await c.define(2, true);
     await c.startMember(2);
     c.pause(2); // SIGSTOP: it receives nothing until resumed
-    await c.call(leader, (k) => k.addLearner, { id: 2, address: c.members.get(2)!.address });
+    await c.call(leader, (k) => k.addLearner, {
+      id: 2,
+      nodeId: c.members.get(2)!.nodeId,
+      address: c.members.get(2)!.address,
+    });
     const promoted = c.call(leader, (k) => k.promoteMember, { id: 2 }, 10_000);
     // The scenario itself: the learner stays stopped for a while, and is not promoted meanwhile.
     await new Promise((r) => setTimeout(r, 1_000));

@@ -11,13 +11,16 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientUnaryCall,
   type ClientWritableStream,
   type handleClientStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { MemberInfo } from "./membership.js";
 import { Message } from "./raft.js";
 
 export const protobufPackage = "raft.v1";
@@ -42,6 +45,14 @@ export interface SendResponse {
 }
 
 export interface SendSnapshotResponse {
+}
+
+export interface MembersRequest {
+}
+
+export interface MembersResponse {
+  members: MemberInfo[];
+  removed: number[];
 }
 
 function createBaseSendRequest(): SendRequest {
@@ -254,6 +265,130 @@ export const SendSnapshotResponse: MessageFns<SendSnapshotResponse> = {
   },
 };
 
+function createBaseMembersRequest(): MembersRequest {
+  return {};
+}
+
+export const MembersRequest: MessageFns<MembersRequest> = {
+  encode(_: MembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MembersRequest>, I>>(base?: I): MembersRequest {
+    return MembersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MembersRequest>, I>>(_: I): MembersRequest {
+    const message = createBaseMembersRequest();
+    return message;
+  },
+};
+
+function createBaseMembersResponse(): MembersResponse {
+  return { members: [], removed: [] };
+}
+
+export const MembersResponse: MessageFns<MembersResponse> = {
+  encode(message: MembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      MemberInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.removed.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.removed) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(MemberInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.removed.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.removed.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MembersResponse>, I>>(base?: I): MembersResponse {
+    return MembersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MembersResponse>, I>>(object: I): MembersResponse {
+    const message = createBaseMembersResponse();
+    message.members = object.members?.map((e) => MemberInfo.fromPartial(e)) || [];
+    message.removed = object.removed?.map((e) => e) || [];
+    return message;
+  },
+};
+
 export type RaftTransportServiceService = typeof RaftTransportServiceService;
 export const RaftTransportServiceService = {
   /** Batches of messages from one member to another, in order. */
@@ -280,6 +415,20 @@ export const RaftTransportServiceService = {
       Buffer.from(SendSnapshotResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SendSnapshotResponse => SendSnapshotResponse.decode(value),
   },
+  /**
+   * The member bindings this member has applied. A member that missed the change
+   * adding a peer (it was down, or paused) asks the members it knows, so it can
+   * accept that peer's messages before its own log catches up.
+   */
+  members: {
+    path: "/raft.v1.RaftTransportService/Members" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MembersRequest): Buffer => Buffer.from(MembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MembersRequest => MembersRequest.decode(value),
+    responseSerialize: (value: MembersResponse): Buffer => Buffer.from(MembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MembersResponse => MembersResponse.decode(value),
+  },
 } as const;
 
 export interface RaftTransportServiceServer extends UntypedServiceImplementation {
@@ -290,6 +439,12 @@ export interface RaftTransportServiceServer extends UntypedServiceImplementation
    * snapshot's metadata, without its data); the data follows in chunks.
    */
   sendSnapshot: handleClientStreamingCall<SendSnapshotRequest, SendSnapshotResponse>;
+  /**
+   * The member bindings this member has applied. A member that missed the change
+   * adding a peer (it was down, or paused) asks the members it knows, so it can
+   * accept that peer's messages before its own log catches up.
+   */
+  members: handleUnaryCall<MembersRequest, MembersResponse>;
 }
 
 export interface RaftTransportServiceClient extends Client {
@@ -328,6 +483,26 @@ export interface RaftTransportServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SendSnapshotResponse) => void,
   ): ClientWritableStream<SendSnapshotRequest>;
+  /**
+   * The member bindings this member has applied. A member that missed the change
+   * adding a peer (it was down, or paused) asks the members it knows, so it can
+   * accept that peer's messages before its own log catches up.
+   */
+  members(
+    request: MembersRequest,
+    callback: (error: ServiceError | null, response: MembersResponse) => void,
+  ): ClientUnaryCall;
+  members(
+    request: MembersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MembersResponse) => void,
+  ): ClientUnaryCall;
+  members(
+    request: MembersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MembersResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RaftTransportServiceClient = makeGenericClientConstructor(
@@ -351,6 +526,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -31,6 +31,8 @@ export const protobufFileName = "testbed/kv/v1/kv.proto";
 export interface AddLearnerRequest {
   id: number;
   address: string;
+  /** The CN of the certificate the new member presents. */
+  nodeId: string;
 }
 
 export interface AddLearnerResponse {
@@ -100,10 +102,11 @@ export interface StatusResponse {
   applied: number;
   voters: number[];
   learners: number[];
+  lastIndex: number;
 }
 
 function createBaseAddLearnerRequest(): AddLearnerRequest {
-  return { id: 0, address: "" };
+  return { id: 0, address: "", nodeId: "" };
 }
 
 export const AddLearnerRequest: MessageFns<AddLearnerRequest> = {
@@ -113,6 +116,9 @@ export const AddLearnerRequest: MessageFns<AddLearnerRequest> = {
     }
     if (message.address !== "") {
       writer.uint32(18).string(message.address);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(26).string(message.nodeId);
     }
     return writer;
   },
@@ -146,6 +152,14 @@ export const AddLearnerRequest: MessageFns<AddLearnerRequest> = {
             message.address = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -165,6 +179,7 @@ export const AddLearnerRequest: MessageFns<AddLearnerRequest> = {
     const message = createBaseAddLearnerRequest();
     message.id = object.id ?? 0;
     message.address = object.address ?? "";
+    message.nodeId = object.nodeId ?? "";
     return message;
   },
 };
@@ -940,7 +955,7 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { id: 0, term: 0, lead: 0, role: "", commit: 0, applied: 0, voters: [], learners: [] };
+  return { id: 0, term: 0, lead: 0, role: "", commit: 0, applied: 0, voters: [], learners: [], lastIndex: 0 };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -976,6 +991,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
         writer.uint64(v);
       }
       writer.join();
+    }
+    if (message.lastIndex !== 0) {
+      writer.uint32(72).uint64(message.lastIndex);
     }
     return writer;
   },
@@ -1077,6 +1095,14 @@ export const StatusResponse: MessageFns<StatusResponse> = {
 
             break;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.lastIndex = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1102,6 +1128,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     message.applied = object.applied ?? 0;
     message.voters = object.voters?.map((e) => e) || [];
     message.learners = object.learners?.map((e) => e) || [];
+    message.lastIndex = object.lastIndex ?? 0;
     return message;
   },
 };

@@ -1,0 +1,156 @@
+// RaftNode's member registry: raft id -> node id, carried by the membership
+// configuration (bootstrap entries, conf change contexts) and by every snapshot,
+// so it survives compaction, restarts and snapshot installs. Real RaftNodes on
+// disk, wired by an in-process transport that records what the node tells it.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect } from "chai";
+import type { Message } from "../../../src/gen/raft/v1/raft.js";
+import { PutRequest } from "../../../src/gen/testbed/kv/v1/kv.js";
+import { silentLogger } from "../../../src/log/logger.js";
+import { bootstrapState, joiningState } from "../../../src/raft/core/bootstrap.js";
+import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
+import { ProposalDroppedError } from "../../../src/raft/runtime/errors.js";
+import { encodeMemberContext, type Membership } from "../../../src/raft/runtime/members.js";
+import { RaftNode } from "../../../src/raft/runtime/node.js";
+import type { Transport } from "../../../src/raft/runtime/types.js";
+import { KVStateMachine } from "../../../src/testbed/kv-state-machine.js";
+import { until } from "./transport-fixture.js";
+
+/** Delivers between RaftNodes of one process; remembers every membership the node handed it. */
+class LoopbackTransport implements Transport {
+  readonly views: Membership[] = [];
+
+  constructor(
+    private readonly self: number,
+    private readonly net: Map<number, RaftNode>,
+  ) {}
+
+  send(messages: Message[]): void {
+    for (const m of messages) {
+      setImmediate(() => {
+        const to = this.net.get(m.to);
+        if (!to) return this.net.get(this.self)?.onUnreachable(m.to);
+        to.onMessage(m);
+        if (m.snapshot?.metadata) this.net.get(this.self)?.onSnapshotStatus(m.to, true);
+      });
+    }
+  }
+
+  setMembers(membership: Membership): void {
+    this.views.push(membership);
+  }
+
+  get current(): Membership {
+    return this.views[this.views.length - 1]!;
+  }
+
+  async close(): Promise<void> {}
+}
+
+const put = (key: string, value: string) =>
+  PutRequest.encode({ key, value: new TextEncoder().encode(value) }).finish();
+
+/** Waits for a node to lead and to have applied its term's first entry (no conf change before that). */
+async function leading(node: RaftNode): Promise<void> {
+  await until("member 1 to lead", () => node.leaderId() === 1);
+  await node.propose(put("leading", "yes"));
+}
+
+const bindings = (m: Membership) => Object.fromEntries([...m.members].map(([id, b]) => [id, b.nodeId]));
+
+describe("raft runtime: the member registry (raft id -> node id) travels with the configuration", function () {
+  this.timeout(20_000);
+  let base: string;
+  const net = new Map<number, RaftNode>();
+
+  beforeEach(() => {
+    base = mkdtempSync(join(tmpdir(), "raft-members-"));
+  });
+  afterEach(async () => {
+    for (const node of net.values()) await node.stop();
+    net.clear();
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  async function startNode(
+    id: number,
+    opts: { founding?: boolean; restart?: boolean; snapshotEvery?: number } = {},
+  ): Promise<{ node: RaftNode; transport: LoopbackTransport; kv: KVStateMachine }> {
+    const initial = opts.founding
+      ? bootstrapState(
+          [id],
+          new Map([[id, encodeMemberContext({ nodeId: `member-${id}`, address: `a${id}` })]]),
+        )
+      : joiningState();
+    const dir = join(base, `m${id}`);
+    const storage = opts.restart ? await DiskStorage.open(dir, id) : await DiskStorage.create(dir, id, initial);
+    const kv = new KVStateMachine();
+    const node = new RaftNode({
+      id,
+      storage,
+      stateMachine: kv,
+      logger: silentLogger(),
+      tickMs: 10,
+      snapshotEveryEntries: opts.snapshotEvery ?? 100_000,
+      keepEntriesAfterSnapshot: 0,
+    });
+    const transport = new LoopbackTransport(id, net);
+    net.set(id, node);
+    node.start(transport);
+    return { node, transport, kv };
+  }
+
+  it("binds founding voters from their bootstrap entries, a learner from its change, and unbinds on removal", async () => {
+    const { node, transport } = await startNode(1, { founding: true });
+    await leading(node);
+    expect(bindings(transport.current)).to.deep.equal({ 1: "member-1" });
+    expect(transport.current.members.get(1)?.address).to.equal("a1");
+
+    await node.addLearner(2, { nodeId: "member-2", address: "a2" });
+    expect(bindings(transport.current)).to.deep.equal({ 1: "member-1", 2: "member-2" });
+    // One node is one member: a second raft id for member-2's certificate stays unbound (fails closed).
+    await node.addLearner(3, { nodeId: "member-2", address: "a3" });
+    expect(bindings(transport.current)).to.deep.equal({ 1: "member-1", 2: "member-2" });
+    // A member without a node id is refused before it reaches the log.
+    try {
+      await node.addLearner(4, { nodeId: "", address: "a4" });
+      expect.fail("a learner without a node id was accepted");
+    } catch (err) {
+      expect(err).to.be.instanceOf(ProposalDroppedError);
+    }
+
+    await node.remove(2);
+    expect(bindings(transport.current)).to.deep.equal({ 1: "member-1" });
+    expect([...transport.current.removed]).to.deep.equal([2]);
+  });
+
+  it("keeps the bindings in its snapshots: restarted after compaction, it knows every member before replaying", async () => {
+    const first = await startNode(1, { founding: true, snapshotEvery: 5 });
+    await leading(first.node);
+    await first.node.addLearner(2, { nodeId: "member-2", address: "a2" });
+    for (let i = 0; i < 12; i++) await first.node.propose(put(`k${i}`, `v${i}`));
+    await first.node.stop();
+    net.delete(1);
+
+    const restarted = await startNode(1, { restart: true });
+    // The first view is handed over at start, before any entry is applied: it comes from the snapshot.
+    expect(bindings(restarted.transport.views[0]!)).to.deep.equal({ 1: "member-1", 2: "member-2" });
+    await until("the restarted member to replay the log", () => restarted.kv.get("k11") !== undefined);
+    expect(restarted.kv.get("k11")?.value).to.deep.equal(new TextEncoder().encode("v11"));
+  });
+
+  it("a new member that installs a snapshot gets the bindings with it", async () => {
+    const leader = await startNode(1, { founding: true, snapshotEvery: 5 });
+    await leading(leader.node);
+    for (let i = 0; i < 12; i++) await leader.node.propose(put(`k${i}`, `v${i}`));
+    const joiner = await startNode(2);
+    await leader.node.addLearner(2, { nodeId: "member-2", address: "a2" });
+    await until("member 2 to install the snapshot", () => joiner.kv.get("k11") !== undefined);
+    expect(joiner.transport.views.some((v) => v.members.get(1)?.nodeId === "member-1")).to.equal(true);
+    await until("member 2 to apply its own addition", () => joiner.transport.current.members.has(2));
+    expect(bindings(joiner.transport.current)).to.deep.equal({ 1: "member-1", 2: "member-2" });
+    expect(joiner.kv.get("k0")?.value).to.deep.equal(new TextEncoder().encode("v0"));
+  });
+});
