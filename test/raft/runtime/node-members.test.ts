@@ -85,7 +85,9 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
         )
       : joiningState();
     const dir = join(base, `m${id}`);
-    const storage = opts.restart ? await DiskStorage.open(dir, id) : await DiskStorage.create(dir, id, initial);
+    const storage = opts.restart
+      ? await DiskStorage.open(dir, id)
+      : await DiskStorage.create(dir, id, initial);
     const kv = new KVStateMachine();
     const node = new RaftNode({
       id,
