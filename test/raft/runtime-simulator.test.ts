@@ -32,6 +32,16 @@ describe("runtime simulator: RaftNodes in virtual time", () => {
     expect(totals.snapshotsSent).to.be.greaterThan(CI_SEEDS / 10);
   });
 
+  it("a member stopped while promote() waits to retry settles the promise (second reading, F4: seeds with one founding voter)", async function () {
+    this.timeout(120_000);
+    // These seeds stop the leader while promote() waits out LEARNER_NOT_READY; the wait's
+    // timer died with the member and the promise was never settled.
+    for (const seed of [265, 1412, 1533]) {
+      const r = await runRuntimeSeed({ ...defaultRuntimeSimOptions(seed), nodes: 1 });
+      expect(r.violations, `seed ${seed} with one founding voter`).to.deep.equal([]);
+    }
+  });
+
   it("replays a seed exactly", async () => {
     const a = await runRuntimeSeed(defaultRuntimeSimOptions(4242));
     const b = await runRuntimeSeed(defaultRuntimeSimOptions(4242));

@@ -50,6 +50,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   private round: Promise<void> | undefined;
   private stopped = false;
   private tickTimer: Timer | undefined;
+  /** Waits between promotion attempts; stop() ends them so no promise outlives the member. */
+  private readonly retryWaits = new Set<() => void>();
   private readonly pending: PendingRequests<Applied>;
   private readonly reads: PendingReads;
   private applied: number;
@@ -107,6 +109,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     if (this.stopped) return;
     this.stopped = true;
     this.tickTimer?.cancel();
+    for (const wake of [...this.retryWaits]) wake();
     this.pending.rejectAll(() => new NodeStoppedError());
     this.reads.rejectAll(() => new NodeStoppedError());
     while (this.round) await this.round;
@@ -178,9 +181,23 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
       } catch (err) {
         const notReady = err instanceof ProposalDroppedError && err.code === "LEARNER_NOT_READY";
         if (!notReady || this.stopped || attempt >= attempts) throw err;
-        await new Promise<void>((resolve) => this.clock.after(this.opts.tickMs, resolve));
+        await this.waitOneTick();
+        if (this.stopped) throw new NodeStoppedError();
       }
     }
+  }
+
+  /** One tick of waiting that stop() cuts short (it owns every such wait). */
+  private waitOneTick(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        timer.cancel();
+        this.retryWaits.delete(wake);
+        resolve();
+      };
+      const timer = this.clock.after(this.opts.tickMs, wake);
+      this.retryWaits.add(wake);
+    });
   }
 
   remove(raftId: number): Promise<Applied> {
