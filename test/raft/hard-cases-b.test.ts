@@ -141,6 +141,48 @@ describe("raft hard cases B: membership", () => {
   });
 });
 
+describe("raft hard cases B: membership (second reading)", () => {
+  /** {1,2} led by 1 with lazy commit (the runtime's setting); 1 asks to remove itself. */
+  function removeLeaderOfTwo(knobs: TestingKnobs = {}) {
+    const c = new TestCluster([1, 2], { knobs, lazyCommit: true });
+    c.elect(1);
+    c.propose(1, "before");
+    c.tickAll(2);
+    const result = c.raft(1).proposeConfChange(confChange(CC.CONF_CHANGE_TYPE_REMOVE_NODE, 1));
+    return { c, result };
+  }
+
+  it("hard case 10 with two voters: the leader may not remove itself (transfer first), and after a transfer the removal leaves a working single voter", () => {
+    const { c, result } = removeLeaderOfTwo();
+    expect(result).to.deep.include({ ok: false, reason: "INVALID_CONF_CHANGE" });
+    expect(!result.ok && result.message).to.match(/transfer leadership to node 2 first/);
+    c.raft(1).transferLeader(2);
+    c.tickAll(5);
+    expect(c.leaders()).to.deep.equal([2]);
+    expect(c.changeConf(2, CC.CONF_CHANGE_TYPE_REMOVE_NODE, 1).ok).to.equal(true);
+    c.tickAll(5);
+    c.crash(1);
+    expect(c.propose(2, "after").ok).to.equal(true);
+    c.tickAll(5);
+    expect(c.appliedData(2)).to.deep.equal(["before", "after"]);
+  });
+
+  it("control: allowed to remove itself, the leader of two strands the survivor (no leader with every live node up)", () => {
+    const { c, result } = removeLeaderOfTwo({ removeLeaderFromTwoVoters: true });
+    expect(result.ok).to.equal(true);
+    c.process(1);
+    deliverOnly(c, is(T.MESSAGE_TYPE_APPEND, 1, 2));
+    deliverOnly(c, is(T.MESSAGE_TYPE_APPEND_RESPONSE, 2, 1));
+    // 1 committed and applied its removal, handed over and went quiet; 2 never heard the commit.
+    expect(c.raft(1).status().voters).to.deep.equal([2]);
+    expect(c.raft(2).status().voters).to.deep.equal([1, 2]);
+    c.crash(1); // the operator stops the removed node once `remove` returned
+    c.heal();
+    c.tickAll(300);
+    expect(c.leaders()).to.deep.equal([]);
+  });
+});
+
 describe("raft hard cases C: reads", () => {
   /** Leader 1 commits "x" at 5 (acknowledged) and is cut off before anyone else learns the commit. */
   function newLeaderBehindOnCommit(knobs: TestingKnobs = {}): { c: TestCluster; leader: number } {

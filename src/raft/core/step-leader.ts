@@ -68,6 +68,9 @@ export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {
     if (why) return dropped("INVALID_CONF_CHANGE", why);
     const lagging = cc.type === ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER && learnerLag(r, cc.nodeId);
     if (lagging) return dropped("LEARNER_NOT_READY", lagging);
+    const stranding =
+      cc.type === ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && strandsSurvivor(r, cc.nodeId);
+    if (stranding) return dropped("INVALID_CONF_CHANGE", stranding);
     if (cc.type !== ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE && r.removedThisTerm.has(cc.nodeId)) {
       // Its old replies could pass for the new member's (hard case 29).
       return dropped(
@@ -98,6 +101,22 @@ function learnerLag(r: Raft, learner: number): string | undefined {
   return (
     `learner ${learner} has replicated up to index ${match} of the ${r.log.committed} committed; ` +
     "retry the promotion once it has caught up"
+  );
+}
+
+/**
+ * Why removing `target` would strand the other voter, or undefined. A leader that removes
+ * itself from two voters hands over and goes quiet once it applies the change; the survivor
+ * may not know yet that the change committed, so it campaigns under the old pair and needs
+ * the removed node's vote, which never comes (etcd-io/etcd#10563; second reading, F2).
+ */
+function strandsSurvivor(r: Raft, target: number): string | undefined {
+  if (r.knobs.removeLeaderFromTwoVoters) return undefined;
+  if (target !== r.id || r.config.voters.size !== 2 || !r.config.isVoter(target)) return undefined;
+  const other = [...r.config.voters].find((id) => id !== r.id);
+  return (
+    `removing the leader (node ${r.id}) from two voters could leave node ${other} unable to elect itself; ` +
+    `transfer leadership to node ${other} first, then remove node ${r.id}`
   );
 }
 

@@ -9,6 +9,8 @@ export type Role = "follower" | "preCandidate" | "candidate" | "leader";
  * TestingKnobs). Production code never sets these.
  */
 export interface TestingKnobs {
+  /** Let a leader remove itself from two voters (strands the survivor, etcd#10563). */
+  removeLeaderFromTwoVoters?: boolean;
   /** Figure 8: commit an old-term entry by counting its replicas. */
   commitOldTermEntries?: boolean;
   /** Grant votes without the §5.4.1 up-to-date check. */
