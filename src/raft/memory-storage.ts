@@ -9,7 +9,7 @@
 import type { Entry, HardState, Snapshot } from "../gen/raft/v1/raft.js";
 import { emptySnapshot } from "./core/bootstrap.js";
 import { firstStoredAfterCompaction } from "./core/log.js";
-import type { PersistentState, Ready } from "./core/types.js";
+import { mustPersistCommit, type PersistentState, type Ready } from "./core/types.js";
 
 /** One durable part of a write, in the order DiskStorage makes them durable. */
 type Part =
@@ -95,7 +95,11 @@ export class MemoryStorage {
     const voteChanged =
       hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote);
     const latest = hs ?? this.deferred;
-    const write = parts.length > 0 || voteChanged || (hs !== undefined && this.options.syncCommitOnly);
+    const write =
+      parts.length > 0 ||
+      voteChanged ||
+      mustPersistCommit(rd) ||
+      (hs !== undefined && this.options.syncCommitOnly);
     if (write && latest) parts.push({ kind: "hardState", hardState: { ...latest } });
     return parts;
   }

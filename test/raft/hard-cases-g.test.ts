@@ -336,3 +336,25 @@ describe("raft hard cases H: commit and votes", () => {
     });
   });
 });
+
+describe("raft hard cases G: durability of a configuration's commit (second reading, F1)", () => {
+  it("a single voter left by a shrink elects itself again after kill -9 on an idle cluster", () => {
+    // {1, 2} shrinks to {1}; 2 is then decommissioned. The commit index covering the
+    // removal used to ride in a deferred commit-only hard state, lost at the crash, and
+    // the restarted voter rebuilt {1, 2} and waited forever for 2's vote.
+    const c = new TestCluster([1, 2]);
+    c.elect(1);
+    c.tickAll(2);
+    expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_REMOVE_NODE, 2).ok).to.equal(true);
+    c.tickAll(3);
+    expect(c.raft(1).status().voters).to.deep.equal([1]);
+    const removal = c.raft(1).log.applied;
+    c.crash(2);
+    c.crash(1);
+    expect(c.node(1).storage.hardState.commit, "the removal's commit is durable").to.be.at.least(removal);
+    c.restart(1);
+    expect(c.raft(1).status().voters).to.deep.equal([1]);
+    c.tickAll(100);
+    expect(c.leaders()).to.deep.equal([1]);
+  });
+});

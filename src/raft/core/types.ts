@@ -1,5 +1,11 @@
 // The core's public vocabulary: configuration, results, and the Ready contract.
-import type { Entry, HardState, Message, Snapshot } from "../../gen/raft/v1/raft.js";
+import {
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  type Snapshot,
+} from "../../gen/raft/v1/raft.js";
 import type { Rng } from "./rand.js";
 
 export type Role = "follower" | "preCandidate" | "candidate" | "leader";
@@ -128,4 +134,17 @@ export interface RaftStatus {
   voters: number[];
   learners: number[];
   leadTransferee: number;
+}
+
+/**
+ * Whether a Ready's hard state must be made durable now even if only its commit index
+ * moved (storage may otherwise defer a commit-only hard state to the next write): when
+ * it commits a configuration change. A member rebuilds its configuration only up to its
+ * durable commit index; had it lost that commit, a lone survivor of a shrink could be
+ * left waiting for the vote of a member that is gone (second reading, F1).
+ */
+export function mustPersistCommit(rd: Pick<Ready, "hardState" | "committedEntries">): boolean {
+  return (
+    rd.hardState !== undefined && rd.committedEntries.some((e) => e.type === EntryType.ENTRY_TYPE_CONF_CHANGE)
+  );
 }

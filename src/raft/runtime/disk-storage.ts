@@ -13,7 +13,7 @@ import type { Logger } from "../../log/logger.js";
 import { silentLogger } from "../../log/logger.js";
 import { emptySnapshot } from "../core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../core/log.js";
-import type { PersistentState, Ready } from "../core/types.js";
+import { mustPersistCommit, type PersistentState, type Ready } from "../core/types.js";
 import { fsyncDirectory, makeDirectoryDurably, type SyncDirectory } from "./durable-dir.js";
 import {
   RaftStateCorruptError,
@@ -248,7 +248,7 @@ export class DiskStorage implements RaftStorage {
     const voteChanged =
       hs !== undefined &&
       (hs.term !== this.persistedHardState.term || hs.vote !== this.persistedHardState.vote);
-    if (hs && !voteChanged && records.length === 0) {
+    if (hs && !voteChanged && records.length === 0 && !mustPersistCommit(rd)) {
       this.deferredHardState = hs;
       return;
     }

@@ -302,7 +302,13 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     // apply with its WAL write the same way). The rest wait for the write.
     const durable = this.raft.durableIndex();
     let early = 0;
-    while (early < rd.committedEntries.length && rd.committedEntries[early].index <= durable) {
+    // A configuration change waits for the write: its commit must be durable before anyone
+    // is told it is done (mustPersistCommit; a remover may stop the removed member at once).
+    while (
+      early < rd.committedEntries.length &&
+      rd.committedEntries[early].index <= durable &&
+      rd.committedEntries[early].type !== EntryType.ENTRY_TYPE_CONF_CHANGE
+    ) {
       this.apply(rd.committedEntries[early++]);
     }
     if (this.opts.knobs.answerBeforeLocalSync) {

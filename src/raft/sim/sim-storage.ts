@@ -8,7 +8,7 @@
 import type { Entry, HardState, Snapshot } from "../../gen/raft/v1/raft.js";
 import { assert } from "../core/assert.js";
 import { firstStoredAfterCompaction } from "../core/log.js";
-import type { PersistentState, Ready } from "../core/types.js";
+import { mustPersistCommit, type PersistentState, type Ready } from "../core/types.js";
 import type { RaftStorage } from "../runtime/types.js";
 import type { SimProcess } from "./sim-clock.js";
 
@@ -105,7 +105,7 @@ export class SimStorage implements RaftStorage {
   persist(rd: Ready): Promise<void> {
     const hs = rd.hardState;
     const voteChanged = hs !== undefined && (hs.term !== this.written.term || hs.vote !== this.written.vote);
-    if (hs && !voteChanged && !rd.snapshot && rd.entries.length === 0) {
+    if (hs && !voteChanged && !rd.snapshot && rd.entries.length === 0 && !mustPersistCommit(rd)) {
       this.deferred = hs; // rides with the next write, as in DiskStorage
       return Promise.resolve();
     }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
 import { ClassicLevel } from "classic-level";
-import { Entry, EntryType } from "../../../src/gen/raft/v1/raft.js";
+import { ConfChange, ConfChangeType, Entry, EntryType } from "../../../src/gen/raft/v1/raft.js";
 import { bootstrapState } from "../../../src/raft/core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../../../src/raft/core/log.js";
 import type { Ready } from "../../../src/raft/core/types.js";
@@ -515,5 +515,30 @@ describe("raft runtime: disk storage across unlucky crash points", () => {
     const s3 = await DiskStorage.open(dir, 1);
     expect(s3.load().hardState).to.deep.equal({ term: 2, vote: 3, commit: 1 });
     await s3.close();
+  });
+
+  it("a commit-only hard state that commits a configuration change is written at once, not deferred (second reading, F1)", async () => {
+    const dir = newDir();
+    const boot = bootstrapState([1, 2]);
+    const s = await DiskStorage.create(dir, 1, boot);
+    const last = boot.entries[boot.entries.length - 1].index;
+    const removal: Entry = {
+      term: 2,
+      index: last + 1,
+      type: EntryType.ENTRY_TYPE_CONF_CHANGE,
+      data: ConfChange.encode({
+        type: ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE,
+        nodeId: 2,
+        context: new Uint8Array(),
+      }).finish(),
+    };
+    await s.persist(ready({ entries: [removal], hardState: { term: 2, vote: 1, commit: last } }));
+    await s.persist(
+      ready({ committedEntries: [removal], hardState: { term: 2, vote: 1, commit: last + 1 } }),
+    );
+    await crash(s);
+    const again = await DiskStorage.open(dir, 1);
+    expect(again.load().hardState.commit).to.equal(removal.index);
+    await again.close();
   });
 });
