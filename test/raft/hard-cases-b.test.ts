@@ -183,6 +183,32 @@ describe("raft hard cases B: membership (second reading)", () => {
   });
 });
 
+describe("raft hard cases C: reads across a configuration change (second reading, F3)", () => {
+  function readQueuedBeforeShrink(knobs: TestingKnobs = {}): string[] {
+    const c = new TestCluster([1, 2], { knobs });
+    c.elect(1);
+    c.tickAll(2);
+    c.drop(is(T.MESSAGE_TYPE_HEARTBEAT_RESPONSE)); // the read's quorum round does not complete
+    expect(c.raft(1).readIndex(data("r1")).ok).to.equal(true);
+    c.deliverAll();
+    expect(c.raft(1).readOnly.size).to.equal(1);
+    expect(c.changeConf(1, CC.CONF_CHANGE_TYPE_REMOVE_NODE, 2).ok).to.equal(true);
+    c.tickAll(2);
+    expect(c.raft(1).status().voters).to.deep.equal([1]);
+    c.heal();
+    c.tickAll(50);
+    return c.node(1).readStates.map((s) => Buffer.from(s.context).toString());
+  }
+
+  it("a read queued when the leader shrinks to the only voter is answered (its own ack is a quorum now)", () => {
+    expect(readQueuedBeforeShrink()).to.include("r1");
+  });
+
+  it("control: without re-checking queued reads at a configuration change, that read is never answered", () => {
+    expect(readQueuedBeforeShrink({ keepReadsAcrossConfChange: true })).to.not.include("r1");
+  });
+});
+
 describe("raft hard cases C: reads", () => {
   /** Leader 1 commits "x" at 5 (acknowledged) and is cut off before anyone else learns the commit. */
   function newLeaderBehindOnCommit(knobs: TestingKnobs = {}): { c: TestCluster; leader: number } {

@@ -2,7 +2,7 @@
 import { ConfChange, type Entry, EntryType } from "../../gen/raft/v1/raft.js";
 import { Progress } from "./progress.js";
 import type { Raft } from "./raft.js";
-import { bcastAppend, maybeCommit, sendTimeoutNow } from "./step-leader.js";
+import { bcastAppend, maybeCommit, reconfirmReads, sendTimeoutNow } from "./step-leader.js";
 import { NONE } from "./util.js";
 
 export function applyConfEntry(r: Raft, e: Entry): void {
@@ -33,4 +33,5 @@ export function applyConfEntry(r: Raft, e: Entry): void {
     return;
   }
   if (maybeCommit(r)) bcastAppend(r);
+  reconfirmReads(r);
 }

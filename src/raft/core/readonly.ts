@@ -54,6 +54,19 @@ export class ReadOnlyQueue {
     });
   }
 
+  /**
+   * The context of the newest request whose acknowledgements satisfy `confirmed` (e.g.
+   * a quorum of a configuration that just changed), or undefined. Reads are confirmed
+   * in order: answering it answers every request before it too.
+   */
+  newestConfirmed(confirmed: (acks: ReadonlySet<number>) => boolean): Uint8Array | undefined {
+    for (let i = this.order.length - 1; i >= 0; i--) {
+      const read = this.pending.get(this.order[i])!;
+      if (confirmed(read.acks)) return read.request.context;
+    }
+    return undefined;
+  }
+
   lastContext(): Uint8Array | undefined {
     const key = this.order[this.order.length - 1];
     return key === undefined ? undefined : this.pending.get(key)!.request.context;

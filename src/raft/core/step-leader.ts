@@ -246,6 +246,18 @@ function handleHeartbeatResponse(r: Raft, m: Message): void {
   for (const read of r.readOnly.advance(m.context)) answerRead(r, read.request, read.index);
 }
 
+/**
+ * After the voters changed: answer the queued reads that a quorum of the new voters has
+ * already confirmed. Otherwise a read queued just before a shrink to the leader alone
+ * waits for a heartbeat response that no voter is left to send (second reading, F3).
+ */
+export function reconfirmReads(r: Raft): void {
+  if (r.knobs.keepReadsAcrossConfChange) return;
+  const context = r.readOnly.newestConfirmed((acks) => hasQuorum(r.config.voters, acks));
+  if (!context) return;
+  for (const read of r.readOnly.advance(context)) answerRead(r, read.request, read.index);
+}
+
 /** ReadIndex on the leader: confirm leadership with a heartbeat round first. */
 export function handleReadIndex(r: Raft, m: Message): void {
   const singleVoter = r.config.voters.size === 1 && r.config.isVoter(r.id);
