@@ -203,8 +203,8 @@ export class RuntimeSimulator {
       });
     } else if (roll === 1 && learners.length > 0) {
       this.clients.membership(m.id, run.proc, run.node.promote(this.pick(learners)!));
-    } else if (roll === 2 && (voters.length > 3 || learners.length > 0)) {
-      const target = this.pick(voters.length > 3 ? [...voters, ...learners] : learners)!;
+    } else if (roll === 2 && (voters.length > 1 || learners.length > 0)) {
+      const target = this.pick(voters.length > 1 ? [...voters, ...learners] : learners)!;
       this.clients.membership(m.id, run.proc, run.node.remove(target));
     } else {
       return;

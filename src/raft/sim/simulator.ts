@@ -337,8 +337,8 @@ export class Simulator implements SimHost, LivenessHost {
       if (result.ok) this.addNode(id, new MemoryStorage(joiningState()));
     } else if (roll === 1 && learners.length > 0) {
       result = r.proposeConfChange(cc(ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER, this.pick(learners)!));
-    } else if (roll === 2 && (voters.length > 3 || learners.length > 0)) {
-      const target = this.pick(voters.length > 3 ? [...voters, ...learners] : learners)!;
+    } else if (roll === 2 && (voters.length > 1 || learners.length > 0)) {
+      const target = this.pick(voters.length > 1 ? [...voters, ...learners] : learners)!;
       result = r.proposeConfChange(cc(ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE, target));
     }
     if (result?.ok) this.stats.confChanges++;
