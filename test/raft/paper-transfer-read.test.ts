@@ -1,5 +1,6 @@
 // Leadership transfer (thesis §3.10) and linearizable reads with ReadIndex (§6.4).
 import { expect } from "chai";
+import type { TestingKnobs } from "../../src/raft/core/types.js";
 import { CC, T, TestCluster } from "./harness.js";
 import { deliveredOfType, liveTerms } from "./paper-helpers.js";
 
@@ -64,6 +65,47 @@ describe("Thesis §3.10 leadership transfer", () => {
     c.tickAll(1);
     for (const id of [1, 2, 3]) expect(c.appliedData(id)).to.deep.equal(["a", "b", "c", "after"]);
     expect(c.appliedData(1)).to.not.include("during");
+  });
+
+  /** Leader 1 transfers to lagging 3; follower 2's proposal reaches 1 during the transfer. */
+  function forwardDuringTransfer(knobs: TestingKnobs = {}): TestCluster {
+    const c = new TestCluster([1, 2, 3], { knobs });
+    c.elect(1);
+    c.cut(1, 3);
+    c.propose(1, "a");
+    c.heal();
+    expect(c.raft(1).transferLeader(3).ok).to.equal(true);
+    expect(c.raft(2).propose(enc.encode("forwarded")).ok).to.equal(true); // to leader 1
+    c.deliverAll(); // the transfer completes: 3 leads
+    expect(c.leaders()).to.deep.equal([3]);
+    c.tickAll(3);
+    return c;
+  }
+
+  it("§3.10 a proposal forwarded during a transfer is held and passed on to the new leader, not dropped", () => {
+    const c = forwardDuringTransfer();
+    for (const id of [1, 2, 3]) expect(c.appliedData(id)).to.deep.equal(["a", "forwarded"]);
+  });
+
+  it("§3.10 control: dropped, a forwarded proposal is lost and its caller waits for its timeout", () => {
+    const c = forwardDuringTransfer({ dropForwardedDuringTransfer: true });
+    for (const id of [1, 2, 3]) expect(c.appliedData(id)).to.deep.equal(["a"]);
+  });
+
+  it("§3.10 a proposal forwarded to a member that no longer leads is passed on once, never bounced back", () => {
+    const c = new TestCluster([1, 2, 3]);
+    c.elect(1);
+    c.raft(1).transferLeader(3);
+    c.deliverAll();
+    expect(c.leaders()).to.deep.equal([3]);
+    // 2 still believes 1 leads (it has not heard from 3 yet): its proposal goes to 1.
+    c.raft(2).becomeFollower(c.raft(3).term, 1);
+    expect(c.raft(2).propose(enc.encode("via 1")).ok).to.equal(true);
+    c.deliverAll();
+    c.tickAll(2);
+    for (const id of [1, 2, 3]) expect(c.appliedData(id)).to.deep.equal(["via 1"]);
+    const passedOn = c.delivered.filter((m) => m.type === T.MESSAGE_TYPE_PROPOSE && m.from === 1);
+    expect(passedOn.map((m) => [m.to, m.index])).to.deep.equal([[3, 1]]);
   });
 
   it("§3.10 a transfer that cannot finish is aborted after an election timeout; proposals resume", () => {

@@ -14,6 +14,7 @@ import {
 import { assert } from "./assert.js";
 import { Configuration } from "./config.js";
 import { hup, tickElection, tickHeartbeat } from "./election.js";
+import { releaseHeldProposals } from "./forwarding.js";
 import { RaftLog } from "./log.js";
 import { applyConfEntry } from "./membership.js";
 import { Progress } from "./progress.js";
@@ -84,6 +85,9 @@ export class Raft {
   readonly readOnly: ReadOnlyQueue;
   /** Reads that arrived before this leader committed an entry of its term. */
   pendingReadRequests: Message[] = [];
+  /** Forwarded proposals held while a transfer is in progress (forwarding.ts). */
+  heldProposals: Message[] = [];
+  heldSinceTicks = 0;
   readStates: ReadState[] = [];
   private msgs: Message[] = [];
   private msgsAfterPersist: Message[] = [];
@@ -137,6 +141,7 @@ export class Raft {
     this.assertNotInReady();
     if (this.role === "leader") tickHeartbeat(this);
     else tickElection(this);
+    releaseHeldProposals(this);
   }
 
   step(m: Message): void {

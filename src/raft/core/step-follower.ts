@@ -2,12 +2,16 @@
 import { type Message, MessageType } from "../../gen/raft/v1/raft.js";
 import { assert } from "./assert.js";
 import { campaign, hup, pollVotes } from "./election.js";
+import { passOnForwardedProposal } from "./forwarding.js";
 import type { Raft } from "./raft.js";
 import { makeMessage, NONE } from "./util.js";
 
 export function stepFollower(r: Raft, m: Message): void {
   switch (m.type) {
     case MessageType.MESSAGE_TYPE_PROPOSE:
+      // Forwarded to us while we led (a transfer just ended): passed on once, never bounced.
+      passOnForwardedProposal(r, m);
+      return;
     case MessageType.MESSAGE_TYPE_READ_INDEX:
     case MessageType.MESSAGE_TYPE_TRANSFER_LEADER:
       // Only requests made on this node are forwarded (see Raft.forwardToLeader);

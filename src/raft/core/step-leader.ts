@@ -15,9 +15,12 @@ import { dropped, makeMessage, NONE } from "./util.js";
 
 export function stepLeader(r: Raft, m: Message): void {
   switch (m.type) {
-    case MessageType.MESSAGE_TYPE_PROPOSE:
-      appendProposal(r, m.entries);
+    case MessageType.MESSAGE_TYPE_PROPOSE: {
+      const result = appendProposal(r, m.entries);
+      if (!result.ok && result.reason === "TRANSFER_IN_PROGRESS" && m.from !== r.id)
+        holdForwardedProposal(r, m);
       return;
+    }
     case MessageType.MESSAGE_TYPE_READ_INDEX:
       if (!r.readOnly.full()) handleReadIndex(r, m);
       return;
@@ -33,6 +36,19 @@ export function stepLeader(r: Raft, m: Message): void {
     default:
       return;
   }
+}
+
+/** Most forwarded proposals held at once during a transfer; more are dropped (their callers time out). */
+export const MAX_HELD_PROPOSALS = 1024;
+
+/**
+ * A forwarded proposal refused only because a transfer is in progress: held, and appended
+ * or passed on to the new leader when the transfer ends (forwarding.ts says why).
+ */
+function holdForwardedProposal(r: Raft, m: Message): void {
+  if (r.knobs.dropForwardedDuringTransfer || r.heldProposals.length >= MAX_HELD_PROPOSALS) return;
+  if (r.heldProposals.length === 0) r.heldSinceTicks = 0;
+  r.heldProposals.push(m);
 }
 
 export function appendProposal(r: Raft, proposed: Entry[]): ProposeResult {

@@ -15,6 +15,8 @@ export type Role = "follower" | "preCandidate" | "candidate" | "leader";
  * TestingKnobs). Production code never sets these.
  */
 export interface TestingKnobs {
+  /** Drop proposals forwarded during a transfer, and those reaching a non-leader (writes stall until their timeout). */
+  dropForwardedDuringTransfer?: boolean;
   /** Leave queued reads alone when the voters change (a read queued before a shrink to one voter hangs). */
   keepReadsAcrossConfChange?: boolean;
   /** Let a leader remove itself from two voters (strands the survivor, etcd#10563). */
