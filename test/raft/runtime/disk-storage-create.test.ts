@@ -10,18 +10,7 @@ import { bootstrapState, joiningState } from "../../../src/raft/core/bootstrap.j
 import type { Ready } from "../../../src/raft/core/types.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
 import { fsyncDirectory } from "../../../src/raft/runtime/durable-dir.js";
-import { RaftRuntimeError } from "../../../src/raft/runtime/errors.js";
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<RaftRuntimeError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(RaftRuntimeError);
-    expect((err as RaftRuntimeError).code).to.equal(code);
-    return err as RaftRuntimeError;
-  }
-  throw new Error(`expected ${code}`);
-}
+import { expectCode } from "./storage-helpers.js";
 
 const entry = (index: number): Entry => ({
   index,

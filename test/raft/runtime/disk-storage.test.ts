@@ -8,7 +8,6 @@ import { bootstrapState } from "../../../src/raft/core/bootstrap.js";
 import { firstStoredAfterCompaction } from "../../../src/raft/core/log.js";
 import type { Ready } from "../../../src/raft/core/types.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
-import { RaftRuntimeError } from "../../../src/raft/runtime/errors.js";
 import {
   encodeFrame,
   FRAME_HEADER_BYTES,
@@ -16,13 +15,7 @@ import {
   RECORD_HEADER_BYTES,
   SECTOR_BYTES,
 } from "../../../src/raft/runtime/wal-frame.js";
-
-const entry = (index: number, term: number, s = `v${index}`): Entry => ({
-  index,
-  term,
-  type: EntryType.ENTRY_TYPE_NORMAL,
-  data: new TextEncoder().encode(s),
-});
+import { entry, expectCode } from "./storage-helpers.js";
 
 function ready(fields: Partial<Ready>): Ready {
   return {
@@ -60,17 +53,6 @@ function tear(data: Buffer, at: number, frame: Buffer, landed: (sector: number) 
   for (let off = at; off < at + frame.length; off++) {
     if (landed(Math.floor(off / SECTOR_BYTES))) data[off] = frame[off - at];
   }
-}
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<RaftRuntimeError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(RaftRuntimeError);
-    expect((err as RaftRuntimeError).code).to.equal(code);
-    return err as RaftRuntimeError;
-  }
-  throw new Error(`expected ${code}`);
 }
 
 describe("raft runtime: disk storage", () => {

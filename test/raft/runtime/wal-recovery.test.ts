@@ -12,7 +12,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { type Entry, EntryType, type HardState } from "../../../src/gen/raft/v1/raft.js";
+import type { Entry, HardState } from "../../../src/gen/raft/v1/raft.js";
 import { bootstrapState } from "../../../src/raft/core/bootstrap.js";
 import type { Ready } from "../../../src/raft/core/types.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
@@ -20,27 +20,10 @@ import { RaftRuntimeError } from "../../../src/raft/runtime/errors.js";
 import { Wal } from "../../../src/raft/runtime/wal.js";
 import { encodeFrame, type Frame, frameAt, SECTOR_BYTES } from "../../../src/raft/runtime/wal-frame.js";
 import { scanLog } from "../../../src/raft/runtime/wal-scan.js";
-
-const entry = (index: number, term: number, s = `v${index}`): Entry => ({
-  index,
-  term,
-  type: EntryType.ENTRY_TYPE_NORMAL,
-  data: new TextEncoder().encode(s),
-});
+import { entry, expectCode } from "./storage-helpers.js";
 
 function ready(entries: Entry[], hardState?: HardState): Ready {
   return { entries, hardState, committedEntries: [], messages: [], messagesAfterPersist: [], readStates: [] };
-}
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<RaftRuntimeError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(RaftRuntimeError);
-    expect((err as RaftRuntimeError).code).to.equal(code);
-    return err as RaftRuntimeError;
-  }
-  throw new Error(`expected ${code}`);
 }
 
 /** Every file under `dir` with its bytes. */
