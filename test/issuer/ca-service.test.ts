@@ -32,7 +32,7 @@ import {
 } from "../../src/issuer/index.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { opensslVerify, TempDir, waitFor } from "../ca/helpers.js";
-import { type CaServer, startCaServer } from "./fixture.js";
+import { type CaServer, startCaCluster, startCaServer } from "./fixture.js";
 
 const ISSUE = "/ca.v1.NodeCAService/IssueNodeCertificate";
 const GET_ROOT = "/ca.v1.NodeCAService/GetRootCACertificate";
@@ -316,6 +316,37 @@ describe("issuer: the CA service (gRPC over loopback TLS, one-member Raft on dis
   });
 });
 
+describe("issuer: every manager serves (three managers, one log)", function () {
+  this.timeout(20_000);
+
+  it("a follower signs and records a join; another follower serves the certificate from its replicated state", async () => {
+    const cluster = await startCaCluster(3);
+    try {
+      const followers = cluster.managers.filter((m) => !m.raft.leadership().isSelf);
+      expect(followers).to.have.length(2);
+      const [signer, other] = followers as [CaServer, CaServer];
+      const { node } = await join(signer, "worker");
+      expect(signer.issuer.stats().issued).to.equal(1);
+      const client = rawClient(other);
+      try {
+        const messages = await statusMessages(client, node.nodeId);
+        const last = messages.at(-1);
+        expect(last?.state).to.equal(IssuanceState.ISSUANCE_STATE_ISSUED);
+        expect(new TextDecoder().decode(last?.certificateChainPem)).to.equal(node.certificateChainPem);
+      } finally {
+        client.close();
+      }
+      await waitFor("every manager to apply the join", () =>
+        cluster.managers.every((m) => m.state.node(node.nodeId) !== undefined),
+      );
+      const [first, ...rest] = cluster.managers.map((m) => m.snapshot());
+      for (const snapshot of rest) expect(snapshot.equals(first!)).to.equal(true);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
 describe("issuer: bounded CSRs in flight", function () {
   this.timeout(20_000);
 
@@ -349,6 +380,30 @@ describe("issuer: bounded CSRs in flight", function () {
       expect(ca.state.nodes()).to.have.length(1 + 5);
       expect(ca.issuer.stats()).to.include({ inFlight: 0, queued: 0 });
     } finally {
+      await ca.close();
+    }
+  });
+
+  it("a status stream for a node nobody joined waits its bound, then ends with NODE_NOT_FOUND", async () => {
+    const ca = await startCaServer({ statusWaitMs: 200 });
+    const client = rawClient(ca);
+    try {
+      const messages: NodeCertificateStatusResponse[] = [];
+      const error = await new Promise<grpc.ServiceError>((resolve, reject) => {
+        const stream = client.nodeCertificateStatus(
+          { nodeId: newNodeId() },
+          { deadline: Date.now() + 5_000 },
+        );
+        stream.on("data", (m: NodeCertificateStatusResponse) => messages.push(m));
+        stream.on("error", resolve);
+        stream.on("end", () => reject(new Error("the stream ended without an error")));
+      });
+      expect(messages.map((m) => m.state)).to.deep.equal([IssuanceState.ISSUANCE_STATE_PENDING]);
+      expect(error.code).to.equal(grpc.status.NOT_FOUND);
+      expect(IssuerCallError.from(error).code).to.equal("NODE_NOT_FOUND");
+      expect(ca.issuer.stats().statusWaiters).to.equal(0);
+    } finally {
+      client.close();
       await ca.close();
     }
   });

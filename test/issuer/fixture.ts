@@ -1,7 +1,8 @@
-// One manager serving the CA service in process: a real one-member RaftNode on
-// DiskStorage (temp dir) with ClusterState as its state machine, bootstrapped with
-// CreateCluster, behind the NodeAuthorizer over loopback TLS. It records which methods
-// reached the server, so a test can prove a client sent nothing.
+// Managers serving the CA service in process: real RaftNodes on DiskStorage (temp dir)
+// with ClusterState as their state machine (one member, or several wired by an
+// in-process transport), bootstrapped with CreateCluster, each behind its own
+// NodeAuthorizer over loopback TLS. Each records which methods reached its server, so a
+// test can prove a client sent nothing.
 import { X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,9 +17,10 @@ import {
   RootCA,
   TlsCredentialHolder,
 } from "../../src/ca/index.js";
-import { ClusterState, proposeCommand } from "../../src/fsm/index.js";
+import { ClusterState, type Operation, proposeCommand } from "../../src/fsm/index.js";
 import { NodeCAServiceService } from "../../src/gen/ca/v1/ca.js";
 import { NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
+import type { Message } from "../../src/gen/raft/v1/raft.js";
 import { caServicePolicy, type IssuanceLimits, NodeCAIssuer, newNodeId } from "../../src/issuer/index.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { bootstrapState } from "../../src/raft/core/bootstrap.js";
@@ -29,8 +31,28 @@ import type { Applied, LinearizableReader, Proposer } from "../../src/raft/runti
 import type { Transport } from "../../src/raft/runtime/types.js";
 import { waitFor } from "../ca/helpers.js";
 
-/** A single voter sends no messages; it still persists, commits and applies through the real runtime. */
-const soloTransport: Transport = { send() {}, setMembers() {}, async close() {} };
+/** Delivers Raft messages between the RaftNodes of this process (a single voter sends none). */
+class LoopbackTransport implements Transport {
+  constructor(
+    private readonly self: number,
+    private readonly net: Map<number, RaftNode>,
+  ) {}
+
+  send(messages: Message[]): void {
+    for (const m of messages) {
+      setImmediate(() => {
+        const to = this.net.get(m.to);
+        if (!to) return this.net.get(this.self)?.onUnreachable(m.to);
+        to.onMessage(m);
+        if (m.snapshot?.metadata) this.net.get(this.self)?.onSnapshotStatus(m.to, true);
+      });
+    }
+  }
+
+  setMembers(): void {}
+
+  async close(): Promise<void> {}
+}
 
 /** The Raft seam with a gate in front of proposals, to hold issuances in flight on purpose. */
 export class GatedLog implements Proposer, LinearizableReader {
@@ -65,87 +87,149 @@ export interface CaServer {
   raft: RaftNode;
   log: GatedLog;
   issuer: NodeCAIssuer;
-  /** Method paths of every call that reached the server, in arrival order. */
+  /** Method paths of every call that reached this server, in arrival order. */
   calls: string[];
   token(role: "worker" | "manager"): string;
-  /** The replicated state's bytes. */
+  /** The replicated state's bytes on this manager. */
   snapshot(): Buffer;
+  /** Stops this manager (and, for startCaServer's, removes its state). */
   close(): Promise<void>;
 }
 
-export async function startCaServer(
-  options: { limits?: Partial<IssuanceLimits>; statusWaitMs?: number } = {},
-): Promise<CaServer> {
-  const logger = silentLogger();
+export interface CaServerOptions {
+  limits?: Partial<IssuanceLimits>;
+  statusWaitMs?: number;
+}
+
+/** One manager: a one-member Raft log. */
+export async function startCaServer(options: CaServerOptions = {}): Promise<CaServer> {
+  const cluster = await startCaCluster(1, options);
+  const [only] = cluster.managers as [CaServer];
+  return { ...only, close: () => cluster.close() };
+}
+
+export interface CaCluster {
+  managers: CaServer[];
+  close(): Promise<void>;
+}
+
+/** `members` managers replicating one log (raft ids 1..n, founding voters), each serving the CA service. */
+export async function startCaCluster(members: number, options: CaServerOptions = {}): Promise<CaCluster> {
   const dir = mkdtempSync(join(tmpdir(), "issuer-test-"));
   const clusterId = `c${newNodeId().slice(0, 10)}`;
   const root = RootCA.create({ clusterId });
-  const managerId = newNodeId();
-  const managerKey = createNodeCsr();
-  const managerCert = root.issueNodeCertificate({
-    csr: checkNodeCsr(managerKey.csrPem),
-    role: "manager",
-    nodeId: managerId,
-  });
-
-  const state = new ClusterState();
-  const storage = await DiskStorage.create(
-    join(dir, "raft"),
-    1,
-    bootstrapState([1], new Map([[1, encodeMemberContext({ nodeId: managerId, address: "127.0.0.1:0" })]])),
+  const ids = Array.from({ length: members }, (_, i) => i + 1);
+  const identities = ids.map(() => managerIdentity(root));
+  const contexts = new Map(
+    ids.map((id, i) => [id, encodeMemberContext({ nodeId: identities[i]!.nodeId, address: "127.0.0.1:0" })]),
   );
-  const raft = new RaftNode({ id: 1, storage, stateMachine: state, logger, tickMs: 10 });
-  raft.start(soloTransport);
-  await waitFor("the single member to lead", () => raft.leaderId() === 1);
+  const net = new Map<number, RaftNode>();
+  const managers: CaServer[] = [];
+  const close = async () => {
+    for (const m of managers) await m.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const id of ids) {
+      const storage = await DiskStorage.create(join(dir, `raft-${id}`), id, bootstrapState(ids, contexts));
+      managers.push(await startManager(id, storage, net, root, identities[id - 1]!, options));
+    }
+    await waitFor("a leader", () => managers.some((m) => m.raft.leaderId() === m.raft.status().id));
+    await proposeCommand(managers[0]!.raft, createClusterCommand(root, identities[0]!));
+    await waitFor("every manager to apply the cluster", () => managers.every((m) => m.state.cluster()));
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { managers, close };
+}
 
-  const secrets = { worker: generateJoinSecret(), manager: generateJoinSecret(), rotatedSha256: [] };
+interface ManagerIdentity {
+  nodeId: string;
+  privateKeyPem: string;
+  certificatePem: string;
+  chainPem: string;
+  serial: string;
+  notAfter: Date;
+}
+
+function managerIdentity(root: RootCA): ManagerIdentity {
+  const nodeId = newNodeId();
+  const key = createNodeCsr();
+  const issued = root.issueNodeCertificate({ csr: checkNodeCsr(key.csrPem), role: "manager", nodeId });
+  return {
+    nodeId,
+    privateKeyPem: key.privateKeyPem,
+    certificatePem: issued.certificatePem,
+    chainPem: issued.chainPem,
+    serial: issued.serialNumber,
+    notAfter: issued.notAfter,
+  };
+}
+
+function createClusterCommand(root: RootCA, first: ManagerIdentity): Operation {
   const enc = new TextEncoder();
-  await proposeCommand(raft, {
+  const now = Date.now();
+  return {
     $case: "createCluster",
     value: {
       cluster: {
-        id: clusterId,
+        id: root.clusterId,
         root: {
           certPem: enc.encode(root.certificatePem),
           keyPem: enc.encode(root.privateKeyPem()),
           keyId: root.keyId,
         },
         rotation: undefined,
-        joinTokenSecrets: secrets,
+        joinTokenSecrets: { worker: generateJoinSecret(), manager: generateJoinSecret(), rotatedSha256: [] },
         nodeCertLifetimeS: 86_400,
         renewalGraceS: 7 * 86_400,
-        createdAtMs: Date.now(),
+        createdAtMs: now,
       },
       firstNode: {
-        id: managerId,
+        id: first.nodeId,
         role: Role.ROLE_MANAGER,
         desiredRole: Role.ROLE_MANAGER,
         raftId: 1,
         membership: RaftMembership.RAFT_MEMBERSHIP_VOTER,
         status: NodeStatus.NODE_STATUS_READY,
-        statusChangedAtMs: Date.now(),
+        statusChangedAtMs: now,
         address: "127.0.0.1:0",
         certificate: {
-          serial: managerCert.serialNumber,
-          notAfterMs: managerCert.notAfter.getTime(),
-          issuerKeyId: managerCert.issuerKeyId,
-          der: new Uint8Array(new X509Certificate(managerCert.certificatePem).raw),
+          serial: first.serial,
+          notAfterMs: first.notAfter.getTime(),
+          issuerKeyId: root.keyId,
+          der: new Uint8Array(new X509Certificate(first.certificatePem).raw),
         },
         session: undefined,
-        joinedAtMs: Date.now(),
+        joinedAtMs: now,
       },
     },
-  });
+  };
+}
 
+async function startManager(
+  id: number,
+  storage: DiskStorage,
+  net: Map<number, RaftNode>,
+  root: RootCA,
+  identity: ManagerIdentity,
+  options: CaServerOptions,
+): Promise<CaServer> {
+  const logger = silentLogger();
+  const state = new ClusterState();
+  const raft = new RaftNode({ id, storage, stateMachine: state, logger, tickMs: 10 });
+  net.set(id, raft);
+  raft.start(new LoopbackTransport(id, net));
   const holder = new TlsCredentialHolder({
-    identity: { privateKeyPem: managerKey.privateKeyPem, certificateChainPem: managerCert.chainPem },
+    identity: { privateKeyPem: identity.privateKeyPem, certificateChainPem: identity.chainPem },
     trustBundlePem: root.certificatePem,
     logger,
   });
   const authorizer = new NodeAuthorizer({
-    clusterId,
+    clusterId: root.clusterId,
     policy: caServicePolicy(),
-    isNodeRemoved: (id) => state.removedNode(id) !== undefined,
+    isNodeRemoved: (nodeId) => state.removedNode(nodeId) !== undefined,
     logger,
   });
   const log = new GatedLog(raft);
@@ -171,10 +255,9 @@ export async function startCaServer(
       (error, p) => (error ? reject(error) : resolve(p)),
     ),
   );
-
   return {
     address: `127.0.0.1:${port}`,
-    clusterId,
+    clusterId: root.clusterId,
     root,
     state,
     raft,
@@ -193,7 +276,7 @@ export async function startCaServer(
       issuer.close();
       server.forceShutdown();
       await raft.stop();
-      rmSync(dir, { recursive: true, force: true });
+      net.delete(id);
     },
   };
 }
