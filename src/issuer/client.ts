@@ -75,7 +75,7 @@ export async function joinCluster(options: JoinClusterOptions): Promise<JoinedNo
   // Checked locally first: a malformed token never leaves the node.
   const token = parseJoinToken(options.token);
   const rootPem = await fetchRootUnverified(options.managerAddress, deadline);
-  const root = new X509Certificate(rootPem);
+  const root = parseRoot(rootPem);
   // Throws ROOT_DIGEST_MISMATCH: nothing else is sent to a manager of another cluster or an impostor.
   checkRootDigest(token, root.raw);
   const clusterId = organizationOf(root);
@@ -214,6 +214,16 @@ function unary<T>(
   return new Promise((resolve, reject) => {
     call((error, response) => (error ? reject(IssuerCallError.from(error)) : resolve(response)));
   });
+}
+
+function parseRoot(pem: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (cause) {
+    throw new CertInvalidError("the manager answered a root that is not a certificate; check the address", {
+      cause,
+    });
+  }
 }
 
 /** The cluster id: the root's O (DESIGN.md profile: the root's subject is O=<cluster id>). */

@@ -5,6 +5,7 @@
 import { X509Certificate } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import { pino } from "pino";
 import {
   CaError,
   checkNodeCsr,
@@ -404,6 +405,27 @@ describe("issuer: bounded CSRs in flight", function () {
       expect(ca.issuer.stats().statusWaiters).to.equal(0);
     } finally {
       client.close();
+      await ca.close();
+    }
+  });
+
+  it("logs each refusal with its code (and never the token)", async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const ca = await startCaServer({ logger });
+    try {
+      const wrong = formatJoinToken(ca.root.certificateDer, generateJoinSecret());
+      await expectRefusedUnchanged(
+        ca,
+        () => joinCluster({ managerAddress: ca.address, token: wrong, csrDer: csrDer().der }),
+        "TOKEN_INVALID",
+      );
+      const entries = lines.map((l) => JSON.parse(l) as { code?: string; method?: string; level: number });
+      expect(
+        entries.filter((e) => e.code === "TOKEN_INVALID" && e.method === "IssueNodeCertificate"),
+      ).to.have.length(1);
+      expect(lines.join("\n")).to.not.contain(wrong.split("-")[3]);
+    } finally {
       await ca.close();
     }
   });

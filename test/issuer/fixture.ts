@@ -22,7 +22,7 @@ import { NodeCAServiceService } from "../../src/gen/ca/v1/ca.js";
 import { NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
 import type { Message } from "../../src/gen/raft/v1/raft.js";
 import { caServicePolicy, type IssuanceLimits, NodeCAIssuer, newNodeId } from "../../src/issuer/index.js";
-import { silentLogger } from "../../src/log/logger.js";
+import { type Logger, silentLogger } from "../../src/log/logger.js";
 import { bootstrapState } from "../../src/raft/core/bootstrap.js";
 import { DiskStorage } from "../../src/raft/runtime/disk-storage.js";
 import { encodeMemberContext } from "../../src/raft/runtime/members.js";
@@ -99,6 +99,8 @@ export interface CaServer {
 export interface CaServerOptions {
   limits?: Partial<IssuanceLimits>;
   statusWaitMs?: number;
+  /** The issuers' logger (default: silent). */
+  logger?: Logger;
 }
 
 /** One manager: a one-member Raft log. */
@@ -216,7 +218,7 @@ async function startManager(
   identity: ManagerIdentity,
   options: CaServerOptions,
 ): Promise<CaServer> {
-  const logger = silentLogger();
+  const logger = options.logger ?? silentLogger();
   const state = new ClusterState();
   const raft = new RaftNode({ id, storage, stateMachine: state, logger, tickMs: 10 });
   net.set(id, raft);
