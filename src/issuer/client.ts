@@ -24,7 +24,7 @@ import {
   type RenewNodeCertificateResponse,
 } from "../gen/ca/v1/ca.js";
 import { Role } from "../gen/fsm/v1/state.js";
-import { RETRY_AFTER_MS_METADATA_KEY } from "./errors.js";
+import { PENDING_NODE_ID_METADATA_KEY, RETRY_AFTER_MS_METADATA_KEY } from "./errors.js";
 
 /** A refusal or failure answered by a manager, with its stable reason code. */
 export class IssuerCallError extends Error {
@@ -34,6 +34,8 @@ export class IssuerCallError extends Error {
     message: string,
     readonly grpcStatus: grpc.status,
     readonly retryAfterMs?: number,
+    /** A join the manager could not confirm but may still record: wait for this id on the status stream. */
+    readonly pendingNodeId?: string,
   ) {
     super(message);
     this.name = "IssuerCallError";
@@ -41,11 +43,13 @@ export class IssuerCallError extends Error {
 
   static from(error: grpc.ServiceError): IssuerCallError {
     const retry = error.metadata?.get(RETRY_AFTER_MS_METADATA_KEY)[0];
+    const pending = error.metadata?.get(PENDING_NODE_ID_METADATA_KEY)[0];
     return new IssuerCallError(
       refusalReasonOf(error) ?? "UNAVAILABLE",
       error.details || error.message,
       error.code,
       typeof retry === "string" ? Number(retry) : undefined,
+      typeof pending === "string" ? pending : undefined,
     );
   }
 }
@@ -83,23 +87,30 @@ export async function joinCluster(options: JoinClusterOptions): Promise<JoinedNo
     "grpc.ssl_target_name_override": "manager",
   });
   try {
-    const issued = await unary<IssueNodeCertificateResponse>((cb) =>
+    const nodeId = await unary<IssueNodeCertificateResponse>((cb) =>
       client.issueNodeCertificate(
         { token: options.token.trim(), csrDer: options.csrDer, address: options.address ?? "" },
         new grpc.Metadata(),
         { deadline },
         cb,
       ),
+    ).then(
+      (issued) => issued.nodeId,
+      (error: unknown) => {
+        // Unconfirmed, not refused: the entry may still be applied; the status stream tells.
+        if (error instanceof IssuerCallError && error.pendingNodeId) return error.pendingNodeId;
+        throw error;
+      },
     );
-    const status = await recordedStatus(client, issued.nodeId, deadline);
+    const status = await recordedStatus(client, nodeId, deadline);
     const chainPem = new TextDecoder().decode(status.certificateChainPem);
     const leaf = parseNodeCertificate(new X509Certificate(chainPem).raw);
-    if (leaf.nodeId !== issued.nodeId || leaf.clusterId !== clusterId)
+    if (leaf.nodeId !== nodeId || leaf.clusterId !== clusterId)
       throw new CertInvalidError(
         `the manager returned a certificate for ${leaf.nodeId} of ${leaf.clusterId}`,
       );
     return {
-      nodeId: issued.nodeId,
+      nodeId,
       role: leaf.role,
       clusterId,
       certificateChainPem: chainPem,

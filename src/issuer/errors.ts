@@ -9,6 +9,13 @@ import { RAFT_RUNTIME_ERROR_CODES } from "../raft/runtime/errors.js";
 /** Trailing metadata of a RESOURCE_EXHAUSTED answer: how long to wait before trying again. */
 export const RETRY_AFTER_MS_METADATA_KEY = "retry-after-ms";
 
+/**
+ * Trailing metadata of an UNAVAILABLE join whose entry may still be applied (its answer
+ * was lost or timed out): the node id drawn for it, so the node can wait for it on the
+ * status stream instead of leaving an orphan record behind.
+ */
+export const PENDING_NODE_ID_METADATA_KEY = "x-nodectl-pending-node-id";
+
 export type IssuerRefusalCode =
   | "TOKEN_INVALID"
   | "TOKEN_ROTATED"
@@ -54,6 +61,9 @@ export class IssuerRefusal extends Error {
     this.name = "IssuerRefusal";
   }
 
+  /** The node id of a join whose entry may still be applied, told to the caller with this refusal. */
+  pendingNodeId?: string;
+
   get grpcStatus(): grpc.status {
     return GRPC_STATUS[this.code];
   }
@@ -63,6 +73,7 @@ export class IssuerRefusal extends Error {
     const metadata = new grpc.Metadata();
     metadata.set(REASON_CODE_METADATA_KEY, this.code);
     if (this.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_MS_METADATA_KEY, String(this.retryAfterMs));
+    if (this.pendingNodeId !== undefined) metadata.set(PENDING_NODE_ID_METADATA_KEY, this.pendingNodeId);
     return Object.assign(new Error(this.message), {
       code: this.grpcStatus,
       details: `${this.code}: ${this.message}`,

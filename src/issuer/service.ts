@@ -143,7 +143,7 @@ export class NodeCAIssuer {
       const nodeId = newNodeId();
       const now = this.now();
       const issued = this.signer.issue(current, { csr, role, nodeId, now });
-      await proposeCommand(this.options.raft, {
+      const recording = proposeCommand(this.options.raft, {
         $case: "recordIssuance",
         value: {
           nodeId,
@@ -154,6 +154,13 @@ export class NodeCAIssuer {
           atMs: now.getTime(),
           certificate: certificateFacts(issued),
         },
+      });
+      await recording.catch((error: unknown) => {
+        const refusal = asIssuerRefusal(error);
+        // No answer is not a refusal: the entry may still be applied. Tell the node its id,
+        // so it waits on the status stream rather than joining twice.
+        if (refusal?.code === "UNAVAILABLE") refusal.pendingNodeId = nodeId;
+        throw refusal ?? error;
       });
       this.issued++;
       this.logger.info({ nodeId, role, serial: issued.serialNumber }, "node joined: certificate recorded");

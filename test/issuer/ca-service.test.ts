@@ -208,6 +208,15 @@ describe("issuer: the CA service (gRPC over loopback TLS, one-member Raft on dis
     expect(ca.snapshot().equals(before)).to.equal(true);
   });
 
+  it("a join whose answer is lost (PROPOSAL_TIMEOUT) is found on the status stream, not joined twice", async () => {
+    ca.log.loseAnswers(1);
+    const nodes = ca.state.nodes().length;
+    const { node } = await join(ca, "worker");
+    expect(ca.state.nodes()).to.have.length(nodes + 1);
+    expect(ca.state.node(node.nodeId)).to.not.equal(undefined);
+    expect(ca.issuer.stats().issued).to.equal(0); // this manager never saw the answer
+  });
+
   it("a token naming another root: the joining node refuses before any CSR is sent (ROOT_DIGEST_MISMATCH)", async () => {
     const other = RootCA.create({ clusterId: "another-cluster" });
     const foreign = formatJoinToken(other.certificateDer, ca.state.cluster()?.joinTokenSecrets?.worker ?? "");

@@ -25,6 +25,7 @@ import { caServicePolicy, type IssuanceLimits, NodeCAIssuer, newNodeId } from ".
 import { type Logger, silentLogger } from "../../src/log/logger.js";
 import { bootstrapState } from "../../src/raft/core/bootstrap.js";
 import { DiskStorage } from "../../src/raft/runtime/disk-storage.js";
+import { RaftRuntimeError } from "../../src/raft/runtime/errors.js";
 import { encodeMemberContext } from "../../src/raft/runtime/members.js";
 import { RaftNode } from "../../src/raft/runtime/node.js";
 import type { Applied, LinearizableReader, Proposer } from "../../src/raft/runtime/seam.js";
@@ -58,7 +59,13 @@ class LoopbackTransport implements Transport {
 export class GatedLog implements Proposer, LinearizableReader {
   private open = true;
   private readonly held: Array<() => void> = [];
+  private answersToLose = 0;
   constructor(private readonly inner: RaftNode) {}
+
+  /** The next `n` proposals go through the log, but their answer is lost (PROPOSAL_TIMEOUT). */
+  loseAnswers(n: number): void {
+    this.answersToLose = n;
+  }
 
   close(): void {
     this.open = false;
@@ -71,7 +78,12 @@ export class GatedLog implements Proposer, LinearizableReader {
 
   async propose(command: Uint8Array): Promise<Applied> {
     if (!this.open) await new Promise<void>((resume) => this.held.push(resume));
-    return this.inner.propose(command);
+    const applied = await this.inner.propose(command);
+    if (this.answersToLose > 0) {
+      this.answersToLose--;
+      throw new RaftRuntimeError("PROPOSAL_TIMEOUT", "test: the answer was lost (the entry is applied)");
+    }
+    return applied;
   }
 
   read<T>(fn: () => T): Promise<T> {
