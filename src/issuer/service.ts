@@ -157,9 +157,11 @@ export class NodeCAIssuer {
       });
       await recording.catch((error: unknown) => {
         const refusal = asIssuerRefusal(error);
-        // No answer is not a refusal: the entry may still be applied. Tell the node its id,
-        // so it waits on the status stream rather than joining twice.
-        if (refusal?.code === "UNAVAILABLE") refusal.pendingNodeId = nodeId;
+        // No answer in time is not a refusal (NO_LEADER and the like are): the entry may
+        // still be applied. Tell the node its id, so it waits on the status stream rather
+        // than joining twice.
+        if (refusal && (error as { code?: unknown }).code === "PROPOSAL_TIMEOUT")
+          refusal.pendingNodeId = nodeId;
         throw refusal ?? error;
       });
       this.issued++;
