@@ -195,7 +195,7 @@ describe("issuer: the CA service (gRPC over loopback TLS, one-member Raft on dis
       token: ca.token("worker"),
       csrDer: csrDer().der,
     });
-    await waitFor("the issuance to reach the log", () => ca.issuer.stats().inFlight === 1);
+    await waitFor("the issuance to reach the log", () => ca.log.waiting === 1);
     // The rotation goes through the runtime directly, ahead of the held issuance.
     await proposeCommand(ca.raft, {
       $case: "rotateJoinToken",
@@ -284,6 +284,47 @@ describe("issuer: the CA service (gRPC over loopback TLS, one-member Raft on dis
     } finally {
       client.close();
     }
+  });
+
+  it("renewal: a certificate of this cluster for a node not on record gets NODE_NOT_FOUND", async () => {
+    const { csrPem, privateKeyPem } = createNodeCsr();
+    const stranger = ca.root.issueNodeCertificate({
+      csr: checkNodeCsr(csrPem),
+      role: "worker",
+      nodeId: newNodeId(),
+    });
+    const credentials = credentialsOf(
+      ca,
+      {
+        nodeId: "",
+        role: "worker",
+        clusterId: ca.clusterId,
+        certificateChainPem: stranger.chainPem,
+        trustBundlePem: ca.root.certificatePem,
+      },
+      privateKeyPem,
+    );
+    await expectRefusedUnchanged(
+      ca,
+      () => renewCertificate({ managerAddress: ca.address, credentials, csrDer: csrDer().der }),
+      "NODE_NOT_FOUND",
+    );
+  });
+
+  it("renewal: a node removed after its checks but before its entry commits is refused by apply", async () => {
+    const { node, privateKeyPem } = await join(ca, "worker");
+    const credentials = credentialsOf(ca, node, privateKeyPem);
+    ca.log.close();
+    const pending = renewCertificate({ managerAddress: ca.address, credentials, csrDer: csrDer().der });
+    await waitFor("the renewal to reach the log", () => ca.log.waiting === 1);
+    await proposeCommand(ca.raft, {
+      $case: "removeNode",
+      value: { nodeId: node.nodeId, force: false, atMs: Date.now() },
+    });
+    const before = ca.snapshot();
+    ca.log.release();
+    expect((await refusal(pending)).code).to.equal("NODE_REMOVED");
+    expect(ca.snapshot().equals(before)).to.equal(true);
   });
 
   it("the status stream waits while the issuance is not applied here, then serves it from the replicated state", async () => {

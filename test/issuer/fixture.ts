@@ -62,6 +62,11 @@ export class GatedLog implements Proposer, LinearizableReader {
   private answersToLose = 0;
   constructor(private readonly inner: RaftNode) {}
 
+  /** Proposals waiting at the closed gate. */
+  get waiting(): number {
+    return this.held.length;
+  }
+
   /** The next `n` proposals go through the log, but their answer is lost (PROPOSAL_TIMEOUT). */
   loseAnswers(n: number): void {
     this.answersToLose = n;
