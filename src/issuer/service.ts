@@ -11,6 +11,7 @@ import {
   type NodeAuthorizer,
   type NodeIdentity,
   type NodeRole,
+  nodeIdProblem,
   parseJoinToken,
   RootDigestMismatchError,
   roleForJoinToken,
@@ -229,6 +230,8 @@ export class NodeCAIssuer {
     call: grpc.ServerWritableStream<NodeCertificateStatusRequest, NodeCertificateStatusResponse>,
   ): Promise<void> {
     const nodeId = call.request.nodeId;
+    const problem = nodeIdProblem(nodeId);
+    if (problem) throw new IssuerRefusal("NODE_ID_INVALID", `node id refused: ${problem}`);
     let outcome = this.statusWatch.outcomeNow(nodeId);
     if (!outcome) {
       call.write(statusMessage(IssuanceState.ISSUANCE_STATE_PENDING));

@@ -453,6 +453,11 @@ describe("issuer: bounded CSRs in flight", function () {
       expect(error.code).to.equal(grpc.status.NOT_FOUND);
       expect(IssuerCallError.from(error).code).to.equal("NODE_NOT_FOUND");
       expect(ca.issuer.stats().statusWaiters).to.equal(0);
+      // Nothing to wait for on a name that cannot be a node id.
+      const invalid = await refusal(
+        statusMessages(client, "Not-A-Node-Id").catch((e) => Promise.reject(IssuerCallError.from(e))),
+      );
+      expect(invalid.code).to.equal("NODE_ID_INVALID");
     } finally {
       client.close();
       await ca.close();
