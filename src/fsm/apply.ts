@@ -15,6 +15,7 @@ import type {
 import { type Cluster, type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import { FsmRefusal } from "./errors.js";
 import type { ChangeEvent } from "./events.js";
+import { joinSecretSha256, MAX_ROTATED_SECRETS } from "./join-secret.js";
 import type { MutableState } from "./state-data.js";
 
 type Changes = ChangeEvent[];
@@ -77,6 +78,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
   const existing = s.nodes.get(c.nodeId);
   if (c.join) {
     if (existing) throw new FsmRefusal("NODE_EXISTS", `node ${c.nodeId} already exists`);
+    requireCurrentJoinSecret(requireCluster(s), c.role, c.joinSecretSha256);
     putNode(
       s,
       index,
@@ -103,6 +105,25 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
     index,
     { ...existing, role: c.role, certificate: c.certificate, address: c.address || existing.address },
     out,
+  );
+}
+
+/**
+ * The token must admit the role at this log position, not only when the issuer checked
+ * it: a rotation committed in between refuses the join.
+ */
+function requireCurrentJoinSecret(cluster: Cluster, role: Role, presentedSha256: string): void {
+  const secrets = cluster.joinTokenSecrets;
+  const current = role === Role.ROLE_MANAGER ? secrets?.manager : secrets?.worker;
+  if (current && presentedSha256 === joinSecretSha256(current)) return;
+  if (presentedSha256 && secrets?.rotatedSha256.includes(presentedSha256))
+    throw new FsmRefusal(
+      "TOKEN_ROTATED",
+      'the join token was rotated and no longer admits new nodes; get the current one with "nodectl join-token"',
+    );
+  throw new FsmRefusal(
+    "TOKEN_INVALID",
+    'the join token is not a current token for this role; get it with "nodectl join-token worker|manager"',
   );
 }
 
@@ -133,7 +154,14 @@ export function rotateJoinToken(s: MutableState, index: number, c: RotateJoinTok
   const cluster = requireCluster(s);
   requireRole(c.role, "the token's role");
   if (c.secret.length === 0) throw new FsmRefusal("INVALID_COMMAND", "a new secret is required");
-  const secrets = { worker: "", manager: "", ...cluster.joinTokenSecrets };
+  const previous = { worker: "", manager: "", rotatedSha256: [], ...cluster.joinTokenSecrets };
+  const replaced = c.role === Role.ROLE_WORKER ? previous.worker : previous.manager;
+  // Remembered as digests, bounded: enough to tell a joiner its token was rotated.
+  const rotatedSha256 =
+    replaced && replaced !== c.secret
+      ? [...previous.rotatedSha256, joinSecretSha256(replaced)].slice(-MAX_ROTATED_SECRETS)
+      : previous.rotatedSha256;
+  const secrets = { ...previous, rotatedSha256 };
   if (c.role === Role.ROLE_WORKER) secrets.worker = c.secret;
   else secrets.manager = c.secret;
   putCluster(s, index, { ...cluster, joinTokenSecrets: secrets }, out);

@@ -11,6 +11,10 @@ export const FSM_ERROR_CODES = [
   "NODE_UP",
   "RAFT_ID_IN_USE",
   "INVALID_COMMAND",
+  /** A join's token secret matches no current secret of its role (and was never rotated). */
+  "TOKEN_INVALID",
+  /** A join's token secret was replaced by `join-token --rotate` (possibly after the issuer checked it). */
+  "TOKEN_ROTATED",
 ] as const;
 
 export type FsmErrorCode = (typeof FSM_ERROR_CODES)[number];

@@ -5,4 +5,5 @@
 export { ClusterState, SCHEMA_VERSION, SnapshotSchemaError } from "./cluster-state.js";
 export { FSM_ERROR_CODES, type FsmErrorCode, FsmRefusal, isFsmErrorCode } from "./errors.js";
 export type { ChangeEvent, ChangeListener } from "./events.js";
+export { joinSecretSha256, MAX_ROTATED_SECRETS } from "./join-secret.js";
 export { type CommandLog, encodeCommand, type Operation, proposeCommand } from "./propose.js";

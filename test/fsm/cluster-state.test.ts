@@ -1,5 +1,11 @@
 import { expect } from "chai";
-import { type ChangeEvent, ClusterState, SnapshotSchemaError } from "../../src/fsm/index.js";
+import {
+  type ChangeEvent,
+  ClusterState,
+  joinSecretSha256,
+  MAX_ROTATED_SECRETS,
+  SnapshotSchemaError,
+} from "../../src/fsm/index.js";
 import { Command, CommandResult } from "../../src/gen/fsm/v1/commands.js";
 import { NodeStatus, RaftMembership, Role, State } from "../../src/gen/fsm/v1/state.js";
 import { cmd, createCluster, join, newState } from "./helpers.js";
@@ -97,7 +103,11 @@ describe("fsm: the replicated cluster state", () => {
       createCluster(),
       cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_WORKER, secret: "w2" } }),
     );
-    expect(s.cluster()!.joinTokenSecrets).to.deep.equal({ worker: "w2", manager: "m-secret" });
+    expect(s.cluster()!.joinTokenSecrets).to.deep.equal({
+      worker: "w2",
+      manager: "m-secret",
+      rotatedSha256: [joinSecretSha256("w-secret")],
+    });
     expectRefused(
       s,
       cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_UNSPECIFIED, secret: "x" } }),
@@ -108,6 +118,45 @@ describe("fsm: the replicated cluster state", () => {
       cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_MANAGER, secret: "" } }),
       "INVALID_COMMAND",
     );
+  });
+
+  it("a join must present its role's current secret at the entry's own log position", () => {
+    const s = newState(createCluster());
+    const withSecret = (nodeId: string, role: Role, secret: string) => {
+      const c = join(nodeId, role);
+      if (c.command?.$case === "recordIssuance") c.command.value.joinSecretSha256 = joinSecretSha256(secret);
+      return c;
+    };
+    expectRefused(s, withSecret("w1", Role.ROLE_WORKER, "nope"), "TOKEN_INVALID");
+    // The worker token does not admit a manager.
+    expectRefused(s, withSecret("w1", Role.ROLE_MANAGER, "w-secret"), "TOKEN_INVALID");
+    expectRefused(s, withSecret("w1", Role.ROLE_WORKER, ""), "TOKEN_INVALID");
+    // Checked fine by the issuer, then a rotation commits first: the join is refused.
+    expect(
+      s.applyCommand(2, cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_WORKER, secret: "w2" } }))
+        .ok,
+    ).to.equal(true);
+    expectRefused(s, withSecret("w1", Role.ROLE_WORKER, "w-secret"), "TOKEN_ROTATED");
+    expect(s.applyCommand(3, withSecret("w1", Role.ROLE_WORKER, "w2")).ok).to.equal(true);
+    // The certificate itself is recorded, so any manager can serve it.
+    expect(Buffer.from(s.node("w1")!.certificate!.der).toString()).to.equal("der-w1");
+    // A renewal carries no token.
+    const renewal = withSecret("w1", Role.ROLE_WORKER, "");
+    if (renewal.command?.$case === "recordIssuance") renewal.command.value.join = false;
+    expect(s.applyCommand(4, renewal).ok).to.equal(true);
+  });
+
+  it("remembers at most the last 16 rotated secrets, as digests", () => {
+    const s = newState(createCluster());
+    for (let i = 0; i < 20; i++)
+      s.applyCommand(
+        2 + i,
+        cmd({ $case: "rotateJoinToken", value: { role: Role.ROLE_WORKER, secret: `w${i}` } }),
+      );
+    const rotated = s.cluster()!.joinTokenSecrets!.rotatedSha256;
+    expect(rotated).to.have.length(MAX_ROTATED_SECRETS);
+    expect(rotated.at(-1)).to.equal(joinSecretSha256("w18"));
+    expect(rotated).to.not.include(joinSecretSha256("w-secret"));
   });
 
   it("session transitions: ready records the session's manager, down clears it, unknown nodes are skipped", () => {

@@ -3,7 +3,7 @@
 // somewhere in the middle.
 import { expect } from "chai";
 import fc from "fast-check";
-import { ClusterState } from "../../src/fsm/index.js";
+import { ClusterState, joinSecretSha256 } from "../../src/fsm/index.js";
 import { type Command, Command as CommandCodec, CommandResult } from "../../src/gen/fsm/v1/commands.js";
 import { NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
 import { cmd, createCluster } from "./helpers.js";
@@ -21,8 +21,16 @@ const atMs = fc.integer({ min: 0, max: 2 * 86_400_000 });
 const command: fc.Arbitrary<Command> = fc.oneof(
   fc.constant(createCluster()),
   fc
-    .record({ nodeId, role, join: fc.boolean(), atMs, serial: fc.constantFrom("01", "0a", "ff", "1234") })
-    .map(({ nodeId, role, join, atMs, serial }) =>
+    .record({
+      nodeId,
+      role,
+      join: fc.boolean(),
+      atMs,
+      serial: fc.constantFrom("01", "0a", "ff", "1234"),
+      // Current secrets of the helpers' cluster, rotated ones and a wrong one.
+      secret: fc.constantFrom("w-secret", "m-secret", "s1", "s2", "wrong"),
+    })
+    .map(({ nodeId, role, join, atMs, serial, secret }) =>
       cmd({
         $case: "recordIssuance",
         value: {
@@ -31,7 +39,8 @@ const command: fc.Arbitrary<Command> = fc.oneof(
           join,
           address: join ? "127.0.0.1:1" : "",
           atMs,
-          certificate: { serial, notAfterMs: atMs + 60_000, issuerKeyId: "aa" },
+          certificate: { serial, notAfterMs: atMs + 60_000, issuerKeyId: "aa", der: new Uint8Array([1, 2]) },
+          joinSecretSha256: joinSecretSha256(secret),
         },
       }),
     ),

@@ -1,4 +1,4 @@
-import { ClusterState } from "../../src/fsm/index.js";
+import { ClusterState, joinSecretSha256 } from "../../src/fsm/index.js";
 import { Command, type CommandResult } from "../../src/gen/fsm/v1/commands.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
 
@@ -18,7 +18,7 @@ export function firstManager(id = "m1"): Node {
     status: NodeStatus.NODE_STATUS_READY,
     statusChangedAtMs: 1_000,
     address: "127.0.0.1:4242",
-    certificate: { serial: "01", notAfterMs: 86_400_000, issuerKeyId: "aa" },
+    certificate: { serial: "01", notAfterMs: 86_400_000, issuerKeyId: "aa", der: new Uint8Array() },
     session: undefined,
     joinedAtMs: 1_000,
   };
@@ -32,7 +32,7 @@ export function createCluster(): Command {
         id: "c1",
         root: { certPem: enc.encode("root-cert"), keyPem: enc.encode("root-key"), keyId: "aa" },
         rotation: undefined,
-        joinTokenSecrets: { worker: "w-secret", manager: "m-secret" },
+        joinTokenSecrets: { worker: "w-secret", manager: "m-secret", rotatedSha256: [] },
         nodeCertLifetimeS: 86_400,
         renewalGraceS: 7 * 86_400,
         createdAtMs: 1_000,
@@ -51,7 +51,13 @@ export function join(nodeId: string, role = Role.ROLE_WORKER, atMs = 2_000): Com
       join: true,
       address: "",
       atMs,
-      certificate: { serial: `s-${nodeId}-${atMs}`, notAfterMs: atMs + 86_400_000, issuerKeyId: "aa" },
+      certificate: {
+        serial: `s-${nodeId}-${atMs}`,
+        notAfterMs: atMs + 86_400_000,
+        issuerKeyId: "aa",
+        der: enc.encode(`der-${nodeId}`),
+      },
+      joinSecretSha256: joinSecretSha256(role === Role.ROLE_MANAGER ? "m-secret" : "w-secret"),
     },
   });
 }

@@ -37,6 +37,12 @@ export interface RecordIssuance {
   join: boolean;
   address: string;
   atMs: number;
+  /**
+   * Joins only: SHA-256 (hex) of the join token secret the node presented. Apply refuses the
+   * join unless it is the current secret for `role`, so a token rotated between the
+   * issuer's check and this entry's commit admits nobody ("join-token --rotate" acts at once).
+   */
+  joinSecretSha256: string;
 }
 
 export interface SetDesiredRole {
@@ -179,7 +185,7 @@ export const CreateCluster: MessageFns<CreateCluster> = {
 };
 
 function createBaseRecordIssuance(): RecordIssuance {
-  return { nodeId: "", role: 0, certificate: undefined, join: false, address: "", atMs: 0 };
+  return { nodeId: "", role: 0, certificate: undefined, join: false, address: "", atMs: 0, joinSecretSha256: "" };
 }
 
 export const RecordIssuance: MessageFns<RecordIssuance> = {
@@ -201,6 +207,9 @@ export const RecordIssuance: MessageFns<RecordIssuance> = {
     }
     if (message.atMs !== 0) {
       writer.uint32(48).uint64(message.atMs);
+    }
+    if (message.joinSecretSha256 !== "") {
+      writer.uint32(58).string(message.joinSecretSha256);
     }
     return writer;
   },
@@ -266,6 +275,14 @@ export const RecordIssuance: MessageFns<RecordIssuance> = {
             message.atMs = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.joinSecretSha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -291,6 +308,7 @@ export const RecordIssuance: MessageFns<RecordIssuance> = {
     message.join = object.join ?? false;
     message.address = object.address ?? "";
     message.atMs = object.atMs ?? 0;
+    message.joinSecretSha256 = object.joinSecretSha256 ?? "";
     return message;
   },
 };

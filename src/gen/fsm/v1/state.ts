@@ -68,6 +68,11 @@ export interface RootRotation {
 export interface JoinTokenSecrets {
   worker: string;
   manager: string;
+  /**
+   * SHA-256 (hex) of the secrets rotations replaced, oldest first, at most 16: every manager
+   * then tells a rotated token (TOKEN_ROTATED) from a wrong one (TOKEN_INVALID) alike.
+   */
+  rotatedSha256: string[];
 }
 
 export interface Cluster {
@@ -89,6 +94,11 @@ export interface Certificate {
   serial: string;
   notAfterMs: number;
   issuerKeyId: string;
+  /**
+   * The certificate itself (DER): any manager hands it to its node from the replicated state
+   * (the issuer's status stream), not only the manager that signed it.
+   */
+  der: Uint8Array;
 }
 
 export interface Session {
@@ -307,7 +317,7 @@ export const RootRotation: MessageFns<RootRotation> = {
 };
 
 function createBaseJoinTokenSecrets(): JoinTokenSecrets {
-  return { worker: "", manager: "" };
+  return { worker: "", manager: "", rotatedSha256: [] };
 }
 
 export const JoinTokenSecrets: MessageFns<JoinTokenSecrets> = {
@@ -317,6 +327,9 @@ export const JoinTokenSecrets: MessageFns<JoinTokenSecrets> = {
     }
     if (message.manager !== "") {
       writer.uint32(18).string(message.manager);
+    }
+    for (const v of message.rotatedSha256) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -350,6 +363,14 @@ export const JoinTokenSecrets: MessageFns<JoinTokenSecrets> = {
             message.manager = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rotatedSha256.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -369,6 +390,7 @@ export const JoinTokenSecrets: MessageFns<JoinTokenSecrets> = {
     const message = createBaseJoinTokenSecrets();
     message.worker = object.worker ?? "";
     message.manager = object.manager ?? "";
+    message.rotatedSha256 = object.rotatedSha256?.map((e) => e) || [];
     return message;
   },
 };
@@ -513,7 +535,7 @@ export const Cluster: MessageFns<Cluster> = {
 };
 
 function createBaseCertificate(): Certificate {
-  return { serial: "", notAfterMs: 0, issuerKeyId: "" };
+  return { serial: "", notAfterMs: 0, issuerKeyId: "", der: new Uint8Array(0) };
 }
 
 export const Certificate: MessageFns<Certificate> = {
@@ -526,6 +548,9 @@ export const Certificate: MessageFns<Certificate> = {
     }
     if (message.issuerKeyId !== "") {
       writer.uint32(26).string(message.issuerKeyId);
+    }
+    if (message.der.length !== 0) {
+      writer.uint32(34).bytes(message.der);
     }
     return writer;
   },
@@ -567,6 +592,14 @@ export const Certificate: MessageFns<Certificate> = {
             message.issuerKeyId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.der = reader.bytes();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -587,6 +620,7 @@ export const Certificate: MessageFns<Certificate> = {
     message.serial = object.serial ?? "";
     message.notAfterMs = object.notAfterMs ?? 0;
     message.issuerKeyId = object.issuerKeyId ?? "";
+    message.der = object.der ?? new Uint8Array(0);
     return message;
   },
 };

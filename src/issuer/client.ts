@@ -1,0 +1,245 @@
+// The node side of the CA service, for the node daemon: join a cluster with a token,
+// and renew over mutual TLS. Joining follows DESIGN.md "Join tokens": fetch the root
+// over TLS without trusting it (that one call only), check its digest against the
+// token and refuse, sending nothing else, on a mismatch; then send the CSR with the
+// token over TLS verified against that root, and wait for the recorded certificate.
+import { X509Certificate } from "node:crypto";
+import type { PeerCertificate } from "node:tls";
+import * as grpc from "@grpc/grpc-js";
+import {
+  CertInvalidError,
+  checkRootDigest,
+  type NodeRole,
+  parseJoinToken,
+  parseNodeCertificate,
+  refusalReasonOf,
+  verifyServerNode,
+} from "../ca/index.js";
+import {
+  type GetRootCACertificateResponse,
+  IssuanceState,
+  type IssueNodeCertificateResponse,
+  NodeCAServiceClient,
+  type NodeCertificateStatusResponse,
+  type RenewNodeCertificateResponse,
+} from "../gen/ca/v1/ca.js";
+import { Role } from "../gen/fsm/v1/state.js";
+import { PENDING_NODE_ID_METADATA_KEY, RETRY_AFTER_MS_METADATA_KEY } from "./errors.js";
+
+/** A refusal or failure answered by a manager, with its stable reason code. */
+export class IssuerCallError extends Error {
+  constructor(
+    /** The reason code the manager sent (e.g. TOKEN_ROTATED), or "UNAVAILABLE" when none came. */
+    readonly code: string,
+    message: string,
+    readonly grpcStatus: grpc.status,
+    readonly retryAfterMs?: number,
+    /** A join the manager could not confirm but may still record: wait for this id on the status stream. */
+    readonly pendingNodeId?: string,
+  ) {
+    super(message);
+    this.name = "IssuerCallError";
+  }
+
+  static from(error: grpc.ServiceError): IssuerCallError {
+    const retry = error.metadata?.get(RETRY_AFTER_MS_METADATA_KEY)[0];
+    const pending = error.metadata?.get(PENDING_NODE_ID_METADATA_KEY)[0];
+    return new IssuerCallError(
+      refusalReasonOf(error) ?? "UNAVAILABLE",
+      error.details || error.message,
+      error.code,
+      typeof retry === "string" ? Number(retry) : undefined,
+      typeof pending === "string" ? pending : undefined,
+    );
+  }
+}
+
+export interface JoinClusterOptions {
+  managerAddress: string;
+  token: string;
+  /** The node's CSR (DER), signed by its own key, which never leaves it. */
+  csrDer: Uint8Array;
+  /** Where this node serves, if it does (managers). */
+  address?: string;
+  /** Bound of the whole join. */
+  timeoutMs?: number;
+}
+
+export interface JoinedNode {
+  nodeId: string;
+  role: NodeRole;
+  clusterId: string;
+  /** The node certificate followed by the intermediates to serve with it. */
+  certificateChainPem: string;
+  trustBundlePem: string;
+}
+
+export async function joinCluster(options: JoinClusterOptions): Promise<JoinedNode> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  // Checked locally first: a malformed token never leaves the node.
+  const token = parseJoinToken(options.token);
+  const rootPem = await fetchRootUnverified(options.managerAddress, deadline);
+  const root = parseRoot(rootPem);
+  // Throws ROOT_DIGEST_MISMATCH: nothing else is sent to a manager of another cluster or an impostor.
+  checkRootDigest(token, root.raw);
+  const clusterId = organizationOf(root);
+  const client = new NodeCAServiceClient(options.managerAddress, verifiedCredentials(rootPem, clusterId), {
+    "grpc.ssl_target_name_override": "manager",
+  });
+  try {
+    const nodeId = await unary<IssueNodeCertificateResponse>((cb) =>
+      client.issueNodeCertificate(
+        { token: options.token.trim(), csrDer: options.csrDer, address: options.address ?? "" },
+        new grpc.Metadata(),
+        { deadline },
+        cb,
+      ),
+    ).then(
+      (issued) => issued.nodeId,
+      (error: unknown) => {
+        // Unconfirmed, not refused: the entry may still be applied; the status stream tells.
+        if (error instanceof IssuerCallError && error.pendingNodeId) return error.pendingNodeId;
+        throw error;
+      },
+    );
+    const status = await recordedStatus(client, nodeId, deadline);
+    const chainPem = new TextDecoder().decode(status.certificateChainPem);
+    const leaf = parseNodeCertificate(new X509Certificate(chainPem).raw);
+    if (leaf.nodeId !== nodeId || leaf.clusterId !== clusterId)
+      throw new CertInvalidError(
+        `the manager returned a certificate for ${leaf.nodeId} of ${leaf.clusterId}`,
+      );
+    return {
+      nodeId,
+      role: leaf.role,
+      clusterId,
+      certificateChainPem: chainPem,
+      trustBundlePem: new TextDecoder().decode(status.trustBundlePem),
+    };
+  } finally {
+    client.close();
+  }
+}
+
+export interface RenewedCertificate {
+  certificateChainPem: string;
+  trustBundlePem: string;
+  /** The role the cluster wants the node to have now. */
+  role: NodeRole;
+}
+
+/** Renews over mutual TLS: `credentials` present the node's current certificate. */
+export async function renewCertificate(options: {
+  managerAddress: string;
+  credentials: grpc.ChannelCredentials;
+  csrDer: Uint8Array;
+  timeoutMs?: number;
+  channelOptions?: grpc.ChannelOptions;
+}): Promise<RenewedCertificate> {
+  const client = new NodeCAServiceClient(options.managerAddress, options.credentials, {
+    "grpc.ssl_target_name_override": "manager",
+    ...options.channelOptions,
+  });
+  try {
+    const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+    const response = await unary<RenewNodeCertificateResponse>((cb) =>
+      client.renewNodeCertificate({ csrDer: options.csrDer }, new grpc.Metadata(), { deadline }, cb),
+    );
+    return {
+      certificateChainPem: new TextDecoder().decode(response.certificateChainPem),
+      trustBundlePem: new TextDecoder().decode(response.trustBundlePem),
+      role: response.role === Role.ROLE_MANAGER ? "manager" : "worker",
+    };
+  } finally {
+    client.close();
+  }
+}
+
+/** The manager's root, over TLS that trusts anything: only its digest makes it trustworthy. */
+async function fetchRootUnverified(address: string, deadline: number): Promise<string> {
+  const insecure = grpc.credentials.createSsl(null, null, null, {
+    rejectUnauthorized: false,
+    checkServerIdentity: () => undefined,
+  });
+  const client = new NodeCAServiceClient(address, insecure, { "grpc.ssl_target_name_override": "manager" });
+  try {
+    const response = await unary<GetRootCACertificateResponse>((cb) =>
+      client.getRootCaCertificate({}, new grpc.Metadata(), { deadline }, cb),
+    );
+    return new TextDecoder().decode(response.certificatePem);
+  } finally {
+    client.close();
+  }
+}
+
+/** Verified against the checked root; the server must be a manager of that cluster. */
+function verifiedCredentials(rootPem: string, clusterId: string): grpc.ChannelCredentials {
+  return grpc.credentials.createSsl(Buffer.from(rootPem), null, null, {
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+      const server = verifyServerNode(cert, clusterId, "manager");
+      return server instanceof Error ? server : undefined;
+    },
+  });
+}
+
+/** Reads the status stream until the certificate is recorded (or refused). */
+function recordedStatus(
+  client: NodeCAServiceClient,
+  nodeId: string,
+  deadline: number,
+): Promise<NodeCertificateStatusResponse> {
+  return new Promise((resolve, reject) => {
+    const stream = client.nodeCertificateStatus({ nodeId }, { deadline });
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      fn();
+      stream.cancel();
+    };
+    stream.on("data", (message: NodeCertificateStatusResponse) => {
+      if (message.state === IssuanceState.ISSUANCE_STATE_ISSUED) settle(() => resolve(message));
+      else if (message.state === IssuanceState.ISSUANCE_STATE_REFUSED)
+        settle(() =>
+          reject(new IssuerCallError(message.reasonCode, message.message, grpc.status.PERMISSION_DENIED)),
+        );
+    });
+    stream.on("error", (error: grpc.ServiceError) => settle(() => reject(IssuerCallError.from(error))));
+    stream.on("end", () =>
+      settle(() =>
+        reject(
+          new IssuerCallError(
+            "UNAVAILABLE",
+            "the status stream ended without a certificate",
+            grpc.status.UNAVAILABLE,
+          ),
+        ),
+      ),
+    );
+  });
+}
+
+function unary<T>(
+  call: (callback: (error: grpc.ServiceError | null, response: T) => void) => unknown,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    call((error, response) => (error ? reject(IssuerCallError.from(error)) : resolve(response)));
+  });
+}
+
+function parseRoot(pem: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (cause) {
+    throw new CertInvalidError("the manager answered a root that is not a certificate; check the address", {
+      cause,
+    });
+  }
+}
+
+/** The cluster id: the root's O (DESIGN.md profile: the root's subject is O=<cluster id>). */
+function organizationOf(root: X509Certificate): string {
+  const line = root.subject.split("\n").find((l) => l.startsWith("O="));
+  if (!line) throw new CertInvalidError("the cluster's root names no cluster (no O in its subject)");
+  return line.slice(2);
+}
