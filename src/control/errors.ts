@@ -14,6 +14,8 @@ export const CONTROL_ERROR_CODES = [
   "REPLICATION_FAILED",
   /** Something that is not a socket sits where control.sock goes. */
   "CONTROL_SOCKET_BLOCKED",
+  /** The socket's path is longer than a unix socket address holds (107 bytes on Linux). */
+  "CONTROL_SOCKET_PATH_TOO_LONG",
 ] as const;
 
 export type ControlErrorCode = (typeof CONTROL_ERROR_CODES)[number];
@@ -24,6 +26,7 @@ const STATUS: Record<ControlErrorCode, grpc.status> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
   REPLICATION_FAILED: grpc.status.UNAVAILABLE,
   CONTROL_SOCKET_BLOCKED: grpc.status.FAILED_PRECONDITION,
+  CONTROL_SOCKET_PATH_TOO_LONG: grpc.status.FAILED_PRECONDITION,
 };
 
 export class ControlError extends Error {

@@ -11,6 +11,8 @@ import { ControlError } from "./errors.js";
 import type { ControlApi } from "./service.js";
 
 export const CONTROL_SOCKET_MODE = 0o600;
+/** sun_path holds 108 bytes on Linux, the last one a NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
 
 export class ControlEndpoint {
   private server: grpc.Server | undefined;
@@ -25,6 +27,12 @@ export class ControlEndpoint {
   }
 
   async start(): Promise<void> {
+    if (Buffer.byteLength(this.socketPath) > MAX_SOCKET_PATH_BYTES)
+      throw new ControlError(
+        "CONTROL_SOCKET_PATH_TOO_LONG",
+        `${this.socketPath} is longer than a unix socket path may be (${MAX_SOCKET_PATH_BYTES} bytes); ` +
+          "nothing was started. Use a state dir with a shorter path",
+      );
     removeStaleSocket(this.socketPath, this.log);
     const server = new grpc.Server();
     server.addService(ControlService, this.api.handlers());

@@ -6,13 +6,13 @@ import { X509Certificate } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { formatJoinToken, generateJoinSecret, rootCertificateDigest } from "../ca/index.js";
 import { type ClusterState, proposeCommand } from "../fsm/index.js";
+import type { ControlServer } from "../gen/control/v1/control.js";
 import type {
   CaStatusResponse,
-  ControlServer,
   GetJoinTokenRequest,
   GetJoinTokenResponse,
   NodeView,
-} from "../gen/control/v1/control.js";
+} from "../gen/control/v1/messages.js";
 import { type Cluster, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { RaftService } from "../raft/runtime/seam.js";

@@ -1,6 +1,6 @@
 // The replicated state's objects as the control API shows them: roles, statuses and
 // memberships as stable lowercase words instead of proto enums.
-import type { NodeView } from "../gen/control/v1/control.js";
+import type { NodeView } from "../gen/control/v1/messages.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 
 export function roleName(role: Role): string {
