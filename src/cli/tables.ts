@@ -41,13 +41,13 @@ export function nodesTable(nodes: NodeView[]): string {
       n.session ? n.session.managerId : "-",
     ]);
   }
-  return `${table.toString()}\n`;
+  return render(table);
 }
 
 function keyValueTable(rows: [string, string][]): string {
   const table = plainTable([]);
   for (const row of rows) table.push(row);
-  return `${table.toString()}\n`;
+  return render(table);
 }
 
 export function nodeDetailTable(n: NodeView): string {
@@ -79,4 +79,13 @@ export function caStatusTable(s: CaStatusResponse): string {
     ["Node certificate lifetime", `${j.nodeCertLifetimeSeconds} s`],
     ["Rotation", "none"],
   ]);
+}
+
+/** cli-table3 pads the last column; lines end at their last character instead. */
+function render(table: Table.Table): string {
+  return `${table
+    .toString()
+    .split("\n")
+    .map((line) => line.trimEnd())
+    .join("\n")}\n`;
 }
