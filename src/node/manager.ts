@@ -69,7 +69,14 @@ export class Manager {
     this.stopping ??= (async () => {
       this.options.logger.info("manager stopping");
       // The raft node owns the transport and the storage; its stop closes both.
-      for (const close of this.closers.reverse()) await close();
+      for (const close of this.closers.reverse()) {
+        try {
+          await close();
+        } catch (err) {
+          // One part failing to close must not leave the others open.
+          this.options.logger.error({ err }, "closing a part of the manager failed");
+        }
+      }
     })();
     return this.stopping;
   }
