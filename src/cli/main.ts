@@ -1,0 +1,86 @@
+// nodectl's entry point: argument parsing (commander) and the exit status contract
+// (0 success, 1 refused or failed, 2 usage error). bin/nodectl.js loads the built copy
+// of this file (dist/cli/main.js), so a call never compiles TypeScript.
+import { Argument, Command, CommanderError } from "commander";
+import { caStatus, inspectNode, joinToken, listNodes } from "./admin.js";
+import { initCommand, runCommand } from "./daemon.js";
+import { describeFailure, EXIT_OK, EXIT_USAGE, exitStatusOf } from "./errors.js";
+
+const STATE_DIR_HELP = "a manager's state dir (default: $NODECTL_STATE_DIR)";
+
+function program(setStatus: (status: number) => void): Command {
+  const root = new Command()
+    .name("nodectl")
+    .description("A Raft-replicated certificate-authority control plane")
+    .exitOverride()
+    .showHelpAfterError("(nodectl --help shows the commands)");
+
+  root
+    .command("init")
+    .description(
+      "create a new cluster with this process as its first manager (foreground until SIGTERM/SIGINT)",
+    )
+    .requiredOption("--state-dir <dir>", "new, empty directory for this node's state")
+    .requiredOption("--listen <host:port>", "address to serve Raft, CA and sessions on")
+    .option("--advertise <host:port>", "address other nodes dial (default: --listen)")
+    .option("--cert-expiry <duration>", "node certificate lifetime, e.g. 24h, 90m (at least 1m)", "24h")
+    .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics")
+    .action(async (flags) => setStatus(await initCommand(flags)));
+
+  root
+    .command("run")
+    .description("restart a node from its state dir (foreground until SIGTERM/SIGINT)")
+    .requiredOption("--state-dir <dir>", "the node's state dir")
+    .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics")
+    .action(async (flags) => setStatus(await runCommand(flags)));
+
+  root
+    .command("ls")
+    .description("list the cluster's nodes (linearizable)")
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .option("--json", "print a JSON array (shape in the README)")
+    .action((flags) => listNodes(flags));
+
+  root
+    .command("inspect")
+    .description("show one node")
+    .argument("<id>", "node id")
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .option("--json", "print a JSON object")
+    .action((id: string, flags) => inspectNode(id, flags));
+
+  root
+    .command("join-token")
+    .description("print the join token for workers or managers")
+    .addArgument(new Argument("<role>", "worker or manager").choices(["worker", "manager"]))
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .option("--rotate", "replace the secret first; the old token stops admitting nodes at once")
+    .option("-q, --quiet", "print the token only")
+    .action((role: string, flags) => joinToken(role, flags));
+
+  const ca = root.command("ca").description("the cluster's certificate authority");
+  ca.command("status")
+    .description("show the root CA (and a rotation in progress)")
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .option("--json", "print a JSON object")
+    .action((flags) => caStatus(flags));
+  return root;
+}
+
+/** Runs one nodectl command line; resolves with the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  let status = EXIT_OK;
+  try {
+    await program((s) => {
+      status = s;
+    }).parseAsync(argv);
+    return status;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version requests end here too, with exit code 0; commander already printed.
+      return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    process.stderr.write(describeFailure(error));
+    return exitStatusOf(error);
+  }
+}

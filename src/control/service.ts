@@ -1,0 +1,142 @@
+// The control API's logic: linearizable reads through the Raft runtime's ReadIndex
+// and writes proposed through it (a follower's proposal is forwarded to the leader by
+// the runtime itself). It sees Raft only through the RaftService seam and the state
+// only through ClusterState's read API.
+import { X509Certificate } from "node:crypto";
+import type * as grpc from "@grpc/grpc-js";
+import { formatJoinToken, generateJoinSecret, rootCertificateDigest } from "../ca/index.js";
+import { type ClusterState, proposeCommand } from "../fsm/index.js";
+import type { ControlServer } from "../gen/control/v1/control.js";
+import type {
+  CaStatusResponse,
+  GetJoinTokenRequest,
+  GetJoinTokenResponse,
+  NodeView,
+} from "../gen/control/v1/messages.js";
+import { type Cluster, Role } from "../gen/fsm/v1/state.js";
+import type { Logger } from "../log/logger.js";
+import type { RaftService } from "../raft/runtime/seam.js";
+import { asControlError, ClusterNotReadyError, ControlError } from "./errors.js";
+import { nodeView, roleFromName, roleName } from "./views.js";
+
+export interface ControlApiOptions {
+  raft: RaftService;
+  state: ClusterState;
+  logger: Logger;
+}
+
+export class ControlApi {
+  private readonly log: Logger;
+
+  constructor(private readonly options: ControlApiOptions) {
+    this.log = options.logger.child({ component: "control" });
+  }
+
+  async listNodes(): Promise<NodeView[]> {
+    return this.read((state, leader) => {
+      requireCluster(state);
+      return state.nodes().map((n) => nodeView(n, leader));
+    });
+  }
+
+  async inspectNode(id: string): Promise<NodeView> {
+    return this.read((state, leader) => {
+      requireCluster(state);
+      const node = state.node(id);
+      if (!node) {
+        const removed = state.removedNode(id) ? " (it was removed from the cluster)" : "";
+        throw new ControlError("NODE_NOT_FOUND", `no node ${id}${removed}; nodectl ls lists the nodes`);
+      }
+      return nodeView(node, leader);
+    });
+  }
+
+  async getJoinToken(request: GetJoinTokenRequest): Promise<GetJoinTokenResponse> {
+    const role = roleFromName(request.role);
+    if (role === undefined)
+      throw new ControlError("INVALID_ARGUMENT", `role "${request.role}" is not worker or manager`);
+    if (request.rotate) {
+      const secret = generateJoinSecret();
+      await proposeCommand(this.options.raft, { $case: "rotateJoinToken", value: { role, secret } });
+      this.log.info({ role: request.role }, "join token rotated");
+    }
+    // Read after the rotation was applied: the answer is the latest token, whoever rotated last.
+    return this.read((state) => {
+      const cluster = requireCluster(state);
+      const secrets = cluster.joinTokenSecrets;
+      const secret = role === Role.ROLE_MANAGER ? secrets?.manager : secrets?.worker;
+      if (!secret)
+        throw new ControlError("INVALID_ARGUMENT", `the cluster has no ${request.role} join token`);
+      return {
+        token: formatJoinToken(rootDer(cluster), secret),
+        role: roleName(role),
+        managerAddresses: state
+          .nodes()
+          .filter((n) => n.role === Role.ROLE_MANAGER && n.address)
+          .map((n) => n.address),
+      };
+    });
+  }
+
+  async caStatus(): Promise<CaStatusResponse> {
+    return this.read((state) => {
+      const cluster = requireCluster(state);
+      const root = rootCertificate(cluster);
+      return {
+        clusterId: cluster.id,
+        rootKeyId: cluster.root?.keyId ?? "",
+        rootNotAfterMs: new Date(root.validTo).getTime(),
+        rootDigest: rootCertificateDigest(root.raw),
+        nodeCertLifetimeS: cluster.nodeCertLifetimeS,
+        rotationInProgress: cluster.rotation !== undefined,
+      };
+    });
+  }
+
+  /** The gRPC face: every refusal becomes a status with its stable code in the trailer. */
+  handlers(): ControlServer {
+    return {
+      listNodes: unary(this.log, "ListNodes", async () => ({ nodes: await this.listNodes() })),
+      inspectNode: unary(this.log, "InspectNode", (req) => this.inspectNode(req.id)),
+      getJoinToken: unary(this.log, "GetJoinToken", (req) => this.getJoinToken(req)),
+      caStatus: unary(this.log, "CaStatus", () => this.caStatus()),
+    };
+  }
+
+  private read<T>(fn: (state: ClusterState, leaderRaftId: number) => T): Promise<T> {
+    const { raft, state } = this.options;
+    return raft.read(() => fn(state, raft.leadership().leader));
+  }
+}
+
+function requireCluster(state: ClusterState): Cluster {
+  const cluster = state.cluster();
+  if (!cluster) throw new ClusterNotReadyError();
+  return cluster;
+}
+
+function rootCertificate(cluster: Cluster): X509Certificate {
+  if (!cluster.root) throw new ControlError("CLUSTER_NOT_READY", "the cluster record has no root CA");
+  return new X509Certificate(Buffer.from(cluster.root.certPem));
+}
+
+function rootDer(cluster: Cluster): Uint8Array {
+  return rootCertificate(cluster).raw;
+}
+
+function unary<Req, Res>(
+  log: Logger,
+  method: string,
+  run: (request: Req) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    run(call.request).then(
+      (response) => callback(null, response),
+      (error: unknown) => {
+        const refusal = asControlError(error);
+        log.warn({ method, code: refusal.code, reason: refusal.reason, err: refusal.message }, "refused");
+        callback(refusal.toStatus());
+      },
+    );
+  };
+}

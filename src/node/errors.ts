@@ -1,0 +1,33 @@
+// Why the node daemon refused to start (or to create a state dir). One class, a closed
+// list of stable codes; the CLI maps every NodeError to exit status 1 and prints its
+// message, which says what to do. Nothing was changed when one is thrown.
+
+export const NODE_ERROR_CODES = [
+  /** init/join was given a directory that already holds a node, or other files. */
+  "STATE_DIR_EXISTS",
+  /** run was given a directory that does not exist or holds no node. */
+  "STATE_DIR_MISSING",
+  /** The directory holds something that is not a node's state (or another cluster's). */
+  "STATE_DIR_FOREIGN",
+  /** node.json or the certificates are unreadable or inconsistent. */
+  "STATE_DIR_CORRUPT",
+  /** An address flag is malformed or unusable. */
+  "ADDRESS_INVALID",
+  /** An address is well formed but cannot be listened on (in use, not local). */
+  "ADDRESS_UNAVAILABLE",
+  /** This build cannot run that kind of node yet (workers come with sessions). */
+  "NOT_SUPPORTED",
+] as const;
+
+export type NodeErrorCode = (typeof NODE_ERROR_CODES)[number];
+
+export class NodeError extends Error {
+  constructor(
+    readonly code: NodeErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "NodeError";
+  }
+}

@@ -1,0 +1,182 @@
+// A manager process: the one place its parts are wired together (DESIGN.md "Layers").
+// ClusterState replicated by a RaftNode over the member-bound GrpcTransport, one TLS
+// gRPC server (Raft, health; every call through the NodeAuthorizer), the control API
+// on control.sock, optional metrics, and the cluster's creation on a new cluster.
+// start() undoes what it did when a later step fails; stop() closes everything it
+// started, so the process exits on its own.
+import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { NodeAuthorizer, type TlsCredentialHolder } from "../ca/index.js";
+import { ControlApi, ControlEndpoint, shutdown } from "../control/index.js";
+import { ClusterState } from "../fsm/index.js";
+import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
+import type { Logger } from "../log/logger.js";
+import type { DiskStorage } from "../raft/runtime/disk-storage.js";
+import { GrpcTransport, RAFT_SERVER_OPTIONS } from "../raft/runtime/grpc-transport.js";
+import { RaftNode } from "../raft/runtime/node.js";
+import { ClusterCreation } from "./cluster-creation.js";
+import { loadNodeCredentials } from "./credentials.js";
+import { NodeError } from "./errors.js";
+import { NodeMetrics } from "./metrics.js";
+import { managerPolicy } from "./policy.js";
+import type { NodeConfig } from "./state-dir.js";
+import { stateDirPaths } from "./state-dir.js";
+
+export interface ManagerOptions {
+  stateDir: string;
+  config: NodeConfig;
+  /** Opened (and locked) by the caller: created by init, or opened by run. */
+  storage: DiskStorage;
+  metricsAddress?: string;
+  logger: Logger;
+}
+
+const SERVER_GRACE_MS = 1_000;
+
+export class Manager {
+  readonly raft: RaftNode;
+  readonly state = new ClusterState();
+  private readonly closers: (() => Promise<void> | void)[] = [];
+  private stopping: Promise<void> | undefined;
+
+  private constructor(private readonly options: ManagerOptions) {
+    const { config, storage, logger } = options;
+    this.raft = new RaftNode({ id: config.raftId, storage, stateMachine: this.state, logger });
+  }
+
+  get nodeId(): string {
+    return this.options.config.nodeId;
+  }
+
+  get clusterId(): string {
+    return this.options.config.clusterId;
+  }
+
+  /** Starts a manager on an opened storage; on failure everything started (and the storage) is closed. */
+  static async start(options: ManagerOptions): Promise<Manager> {
+    const manager = new Manager(options);
+    try {
+      await manager.wire();
+    } catch (err) {
+      await manager.stop();
+      throw err;
+    }
+    return manager;
+  }
+
+  /** Graceful: finishes or refuses what is in flight, closes every server, stream and timer. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.options.logger.info("manager stopping");
+      // The raft node owns the transport and the storage; its stop closes both.
+      for (const close of this.closers.reverse()) {
+        try {
+          await close();
+        } catch (err) {
+          // One part failing to close must not leave the others open.
+          this.options.logger.error({ err }, "closing a part of the manager failed");
+        }
+      }
+    })();
+    return this.stopping;
+  }
+
+  private async wire(): Promise<void> {
+    const { config, logger } = this.options;
+    const paths = stateDirPaths(this.options.stateDir);
+    let raftStarted = false;
+    this.closers.push(() => (raftStarted ? this.raft.stop() : this.options.storage.close()));
+    const credentials = loadNodeCredentials(paths, config, logger);
+
+    const authorizer = new NodeAuthorizer({
+      clusterId: config.clusterId,
+      isNodeRemoved: (nodeId) => this.state.removedNode(nodeId) !== undefined,
+      logger,
+      policy: managerPolicy(),
+    });
+    const transport = new GrpcTransport({
+      selfId: config.raftId,
+      credentialsFor: (nodeId) =>
+        credentials.channelCredentials({
+          clusterId: config.clusterId,
+          expectedServerRole: "manager",
+          expectedServerNodeId: nodeId,
+        }),
+      events: this.raft,
+      logger,
+    });
+    const health = new HealthImplementation({ "": "NOT_SERVING" });
+    await this.serve(credentials, authorizer, transport, health);
+
+    const control = new ControlEndpoint(
+      paths.controlSocket,
+      new ControlApi({ raft: this.raft, state: this.state, logger }),
+      logger,
+    );
+    await control.start();
+    this.closers.push(() => control.stop());
+
+    if (this.options.metricsAddress) {
+      const metrics = new NodeMetrics(this.raft);
+      this.closers.push(() => metrics.close());
+      await metrics.listen(this.options.metricsAddress, logger);
+    }
+
+    this.raft.start(transport);
+    raftStarted = true;
+    const creation = new ClusterCreation(
+      paths.pendingCluster,
+      config.clusterId,
+      this.raft,
+      this.state,
+      logger,
+    );
+    this.closers.push(() => creation.stop());
+    creation.start();
+    health.setStatus("", "SERVING");
+    this.closers.push(() => health.setStatus("", "NOT_SERVING"));
+    logger.info(
+      {
+        nodeId: config.nodeId,
+        clusterId: config.clusterId,
+        listen: config.listen,
+        control: paths.controlSocket,
+      },
+      "manager started",
+    );
+  }
+
+  private async serve(
+    credentials: TlsCredentialHolder,
+    authorizer: NodeAuthorizer,
+    transport: GrpcTransport,
+    health: HealthImplementation,
+  ): Promise<void> {
+    const server = new grpc.Server({ ...RAFT_SERVER_OPTIONS, interceptors: [authorizer.interceptor()] });
+    server.addService(
+      RaftTransportServiceService,
+      transport.service((call) => authorizer.peerIdentity(call)?.nodeId),
+    );
+    health.addToServer(server);
+    const listen = this.options.config.listen;
+    await new Promise<number>((resolve, reject) =>
+      // Client certificates are requested and verified when sent; public methods (health,
+      // later the root fetch and the token-bearing join) are the only ones that do without.
+      server.bindAsync(
+        listen,
+        credentials.serverCredentials({ requireClientCertificate: false }),
+        (err, port) =>
+          err
+            ? reject(
+                new NodeError(
+                  "ADDRESS_UNAVAILABLE",
+                  `cannot listen on ${listen} (${err.message}); nothing was changed. Free the port or ` +
+                    "stop the process holding it",
+                ),
+              )
+            : resolve(port),
+      ),
+    );
+    this.closers.push(() => shutdown(server, SERVER_GRACE_MS));
+  }
+}

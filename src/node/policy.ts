@@ -1,0 +1,13 @@
+// Who may call what on a manager's TLS port (the NodeAuthorizer's policy): Raft is
+// for managers only; the standard health service is public (probes hold no node
+// certificate). The CA and session services add their methods here as they land.
+import { service as healthService } from "grpc-health-check";
+import type { AuthorizationPolicy } from "../ca/index.js";
+import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
+
+export function managerPolicy(): AuthorizationPolicy {
+  return Object.fromEntries([
+    ...Object.values(RaftTransportServiceService).map((m) => [m.path, { roles: ["manager"] }] as const),
+    ...Object.values(healthService).map((m) => [m.path, { public: true }] as const),
+  ]);
+}
