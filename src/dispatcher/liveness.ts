@@ -108,21 +108,31 @@ export interface LivenessTrackerOptions {
   now: () => number;
 }
 
+interface Tracked {
+  seenMs: number;
+  /** The manager its session is (or was last recorded) on: this one, or a dead one for an orphan. */
+  managerId: string;
+}
+
 /** Last heartbeat per node, least recently heard first (Map order: a heartbeat moves its node last). */
 export class LivenessTracker {
-  private readonly lastSeenMs = new Map<string, number>();
+  private readonly entries = new Map<string, Tracked>();
 
   constructor(private readonly options: LivenessTrackerOptions) {}
 
   get tracked(): number {
-    return this.lastSeenMs.size;
+    return this.entries.size;
+  }
+
+  isTracked(nodeId: string): boolean {
+    return this.entries.has(nodeId);
   }
 
   /** A session opened here: the node is ready, on this manager. */
   opened(nodeId: string, isOpen: (nodeId: string) => boolean): void {
     const now = this.options.now();
-    this.touch(nodeId, now);
-    if (this.lastSeenMs.size > this.options.maxTracked) this.evictLingering(isOpen);
+    this.touch(nodeId, now, this.options.selfId);
+    if (this.entries.size > this.options.maxTracked) this.evictLingering(isOpen);
     this.options.batcher.record({
       nodeId,
       status: NodeStatus.NODE_STATUS_READY,
@@ -132,50 +142,55 @@ export class LivenessTracker {
   }
 
   heard(nodeId: string): void {
-    this.touch(nodeId, this.options.now());
+    this.touch(nodeId, this.options.now(), this.options.selfId);
+  }
+
+  /**
+   * A node the state says is ready on `managerId` while no manager watches it (this
+   * manager's previous run, or a manager that is down): it gets the down period from
+   * now to show up somewhere, then it is recorded down on `managerId`'s behalf.
+   */
+  adopt(nodeId: string, managerId: string): void {
+    if (this.entries.has(nodeId) || this.entries.size >= this.options.maxTracked) return;
+    this.entries.set(nodeId, { seenMs: this.options.now(), managerId });
   }
 
   /** Removed from the cluster: no transition to record. */
   forget(nodeId: string): void {
-    this.lastSeenMs.delete(nodeId);
+    this.entries.delete(nodeId);
     this.options.batcher.forget(nodeId);
   }
 
-  /** Nodes silent too long: recorded down (on this manager's say only) and no longer tracked. */
+  /** Nodes silent too long: recorded down and no longer tracked. */
   sweep(): string[] {
     const now = this.options.now();
-    const silent: string[] = [];
-    for (const [nodeId, seenMs] of this.lastSeenMs) {
-      if (now - seenMs <= this.options.silentAfterMs) break; // the rest were heard later
-      silent.push(nodeId);
+    const silent: [string, Tracked][] = [];
+    for (const entry of this.entries) {
+      if (now - entry[1].seenMs <= this.options.silentAfterMs) break; // the rest were heard later
+      silent.push(entry);
     }
-    for (const nodeId of silent) this.markDown(nodeId, now);
-    return silent;
+    for (const [nodeId, tracked] of silent) this.markDown(nodeId, tracked.managerId, now);
+    return silent.map(([nodeId]) => nodeId);
   }
 
-  private touch(nodeId: string, now: number): void {
-    this.lastSeenMs.delete(nodeId);
-    this.lastSeenMs.set(nodeId, now);
+  private touch(nodeId: string, now: number, managerId: string): void {
+    this.entries.delete(nodeId);
+    this.entries.set(nodeId, { seenMs: now, managerId });
   }
 
   /** Over the bound: the least recently heard node without an open session is recorded down early. */
   private evictLingering(isOpen: (nodeId: string) => boolean): void {
-    for (const nodeId of this.lastSeenMs.keys()) {
+    for (const [nodeId, tracked] of this.entries) {
       if (isOpen(nodeId)) continue;
-      this.markDown(nodeId, this.options.now());
+      this.markDown(nodeId, tracked.managerId, this.options.now());
       return;
     }
   }
 
-  private markDown(nodeId: string, now: number): void {
-    this.lastSeenMs.delete(nodeId);
-    // Naming this manager: if the node's session moved to another manager meanwhile, the
-    // state machine ignores this (apply.ts recordSessions), so a stale manager cannot mark it down.
-    this.options.batcher.record({
-      nodeId,
-      status: NodeStatus.NODE_STATUS_DOWN,
-      managerId: this.options.selfId,
-      atMs: now,
-    });
+  private markDown(nodeId: string, managerId: string, now: number): void {
+    this.entries.delete(nodeId);
+    // Naming the session's manager: if the node's session moved to another manager meanwhile,
+    // the state machine skips this (apply.ts recordSessions), so a stale report cannot mark it down.
+    this.options.batcher.record({ nodeId, status: NodeStatus.NODE_STATUS_DOWN, managerId, atMs: now });
   }
 }

@@ -15,11 +15,18 @@ import type {
   SessionMessage,
   SessionRequest,
 } from "../gen/dispatcher/v1/dispatcher.js";
-import { type Node, Role } from "../gen/fsm/v1/state.js";
+import { type Node, NodeStatus, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
+import type { LeadershipEvents } from "../raft/runtime/seam.js";
 import { type DispatcherRefusal, refusals } from "./errors.js";
 import { LivenessTracker, TransitionBatcher } from "./liveness.js";
-import { managerListOf, renewInstructionFor, sameManagerList, trustBundleOf } from "./pushes.js";
+import {
+  managerListOf,
+  renewInstructionFor,
+  sameManagerList,
+  trustBundleOf,
+  UP_MANAGER_WEIGHT,
+} from "./pushes.js";
 
 /** Who may call what: any node of this cluster, manager or worker, may hold a session. */
 export const DISPATCHER_POLICY: AuthorizationPolicy = {
@@ -34,6 +41,8 @@ export interface DispatcherOptions {
   log: CommandLog;
   /** Reads the caller's verified certificate (its interceptor has authorized the call already). */
   authorizer: Pick<NodeAuthorizer, "peerIdentity">;
+  /** Whether this member leads: the leader alone adopts the orphans of managers that are down. */
+  leadership?: Pick<LeadershipEvents, "leadership">;
   logger: Logger;
   heartbeatPeriodMs?: number;
   /** A node silent this many periods is down. */
@@ -76,6 +85,7 @@ export class Dispatcher {
   private readonly unwatch: () => void;
   private managers: Manager[];
   private stopped = false;
+  private lastOrphanScanMs = Number.NEGATIVE_INFINITY;
   /** Sessions opened here since start, and heartbeats accepted (for metrics and tests). */
   sessionsOpened = 0;
   heartbeatsReceived = 0;
@@ -306,6 +316,7 @@ export class Dispatcher {
   }
 
   private sweep(): void {
+    if (this.now() - this.lastOrphanScanMs >= this.silentAfterMs) this.adoptOrphans();
     for (const nodeId of this.liveness.sweep()) {
       const session = this.sessions.get(nodeId);
       this.logger.warn(
@@ -313,6 +324,30 @@ export class Dispatcher {
         "node silent for the down period: marked down",
       );
       if (session) this.end(session, refusals.heartbeatMissed(nodeId, this.silentAfterMs));
+    }
+  }
+
+  /**
+   * Nodes the state says are ready on a manager that does not watch them: on this one
+   * (sessions of its previous run that never came back) or, on the leader only, on a
+   * manager that is down or gone (it cannot report them itself). Each is given the down
+   * period to reconnect somewhere, then recorded down. One pass over the nodes per down period.
+   */
+  private adoptOrphans(): void {
+    this.lastOrphanScanMs = this.now();
+    const self = this.options.selfNodeId;
+    const leads = this.options.leadership?.leadership().isSelf ?? false;
+    const liveManagers = new Set(
+      this.managers.filter((m) => m.weight === UP_MANAGER_WEIGHT).map((m) => m.nodeId),
+    );
+    for (const node of this.options.state.nodes()) {
+      const holder = node.session?.managerId;
+      if (node.status !== NodeStatus.NODE_STATUS_READY || !holder || this.liveness.isTracked(node.id))
+        continue;
+      if (holder === self ? !this.sessions.has(node.id) : leads && !liveManagers.has(holder)) {
+        this.liveness.adopt(node.id, holder);
+        this.logger.info({ nodeId: node.id, manager: holder }, "session not watched by any manager: adopted");
+      }
     }
   }
 

@@ -44,14 +44,29 @@ describe("dispatcher: sessions across three managers", function () {
     await cluster?.stop();
   });
 
-  it("killing a manager (the leader) moves only its own nodes, to the others, after a backoff", async () => {
-    cluster = await TestCluster.start(3, WORKERS);
+  it("killing a manager (the leader) moves only its own nodes, to the others, after a backoff; the leader reports its orphans down", async () => {
+    cluster = await TestCluster.start(3, [...WORKERS, "w7"]);
     const watched = await connectAll(cluster);
     const victim = cluster.leader() as TestManager;
     const own = WORKERS.filter((w) => watched.get(w)!.client.managerId === victim.nodeId);
     const others = WORKERS.filter((w) => !own.includes(w));
     expect(own).to.have.length(2);
 
+    // The victim's own session is on a survivor (any node holds one), and w7, which dies
+    // with it (same host), is on the victim: nobody is left to report w7 but the leader.
+    const survivor = cluster.managers.find((m) => m !== victim)!;
+    const toSurvivor = cluster
+      .managerList()
+      .map((m) => ({ ...m, weight: m.nodeId === survivor.nodeId ? 100 : 0 }));
+    await cluster.connect(victim.nodeId, toSurvivor);
+    const toVictim = cluster
+      .managerList()
+      .map((m) => ({ ...m, weight: m.nodeId === victim.nodeId ? 100 : 0 }));
+    const w7 = await cluster.connect("w7", toVictim);
+    await cluster.converged("the victim and w7 ready", (s) =>
+      [victim.nodeId, "w7"].every((id) => s.node(id)?.status === NodeStatus.NODE_STATUS_READY),
+    );
+    w7.stop();
     const killedAt = Date.now();
     await cluster.kill(victim);
     await waitFor(
@@ -85,6 +100,16 @@ describe("dispatcher: sessions across three managers", function () {
       for (const w of WORKERS)
         expect(m.state.node(w)?.status, `${w} on ${m.nodeId}`).to.equal(NodeStatus.NODE_STATUS_READY);
     expect(Date.now() - killedAt).to.be.below(10_000);
+    // The dead manager is recorded down by the one holding its session, then the leader
+    // records its orphan down on its behalf.
+    await cluster.converged(
+      "the victim and its orphan w7 down",
+      (s) => [victim.nodeId, "w7"].every((id) => s.node(id)?.status === NodeStatus.NODE_STATUS_DOWN),
+      5_000,
+    );
+    for (const m of cluster.managers.filter((x) => !x.stopped))
+      for (const w of WORKERS)
+        expect(m.state.node(w)?.status, `${w} on ${m.nodeId}`).to.equal(NodeStatus.NODE_STATUS_READY);
   });
 
   it("a leader change makes no node reconnect", async () => {

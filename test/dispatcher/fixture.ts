@@ -107,7 +107,10 @@ export class TestCluster {
     for (const raftId of ids) {
       const nodeId = `m${raftId}`;
       const state = new ClusterState();
-      const holder = this.holderOf(issueNode(this.root, "manager", nodeId));
+      const identity = issueNode(this.root, "manager", nodeId);
+      const holder = this.holderOf(identity);
+      // A manager is a node too: it may hold a session (on another manager) like any node.
+      this.workers.set(nodeId, { nodeId, identity, holder, saved: [] });
       const authorizer = new NodeAuthorizer({
         clusterId: CLUSTER_ID,
         policy: DISPATCHER_POLICY,
@@ -146,6 +149,7 @@ export class TestCluster {
         state: p.state,
         log: raft,
         authorizer: p.authorizer,
+        leadership: raft,
         logger: silentLogger(),
         heartbeatPeriodMs: 100,
         transitionBatchMs: 20,
@@ -253,7 +257,7 @@ export class TestCluster {
     return this.managers.map((m) => ({ nodeId: m.nodeId, address: m.address, weight: 100 }));
   }
 
-  /** Starts a SessionClient for a worker, from the given persisted list (default: every manager). */
+  /** Starts a SessionClient for a node (a worker, or a manager's own session), from the given persisted list (default: every manager). */
   async connect(
     workerId: string,
     managers = this.managerList(),
@@ -305,6 +309,7 @@ export class TestCluster {
   /** As a crash looks to the others: connections reset, no goodbye; then its timers are released. */
   async kill(m: TestManager): Promise<void> {
     m.stopped = true;
+    this.workers.get(m.nodeId)?.client?.stop(); // its own session dies with it
     m.server.forceShutdown();
     this.net.delete(m.raftId);
     m.dispatcher.close();

@@ -3,9 +3,10 @@
 // role and hitting the session bound do to the replicated state and to the node.
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
-import { reasonOf, retryAfterMsOf } from "../../src/dispatcher/index.js";
+import { Dispatcher, reasonOf, retryAfterMsOf } from "../../src/dispatcher/index.js";
 import type { SessionMessage } from "../../src/gen/dispatcher/v1/dispatcher.js";
 import { NodeStatus, Role } from "../../src/gen/fsm/v1/state.js";
+import { silentLogger } from "../../src/log/logger.js";
 import { TestCluster, waitFor } from "./fixture.js";
 
 const PERIOD_MS = 100;
@@ -98,6 +99,36 @@ describe("dispatcher: sessions on one manager", function () {
       expect(reasonOf(raw.ended.error!)).to.equal("HEARTBEAT_MISSED");
       expect(raw.received[0]?.message?.$case).to.equal("opened");
     } finally {
+      raw.stream.cancel();
+    }
+  });
+
+  it("a restarted dispatcher records down the sessions of its previous run that never came back", async () => {
+    cluster = await TestCluster.start(1, ["w1", "w2"]);
+    const m1 = cluster.managers[0]!;
+    const raw = openRaw(cluster.rawClient("worker", "w1", m1));
+    await cluster.connect("w2");
+    let fresh: Dispatcher | undefined;
+    try {
+      await cluster.converged("w1, w2 ready", (s) =>
+        ["w1", "w2"].every((w) => s.node(w)?.status === NodeStatus.NODE_STATUS_READY),
+      );
+      // Its memory is gone; the state still says w1 is ready on m1. w1 never comes back.
+      m1.dispatcher.close();
+      fresh = new Dispatcher({
+        selfNodeId: "m1",
+        state: m1.state,
+        log: m1.raft,
+        authorizer: { peerIdentity: () => undefined },
+        leadership: m1.raft,
+        logger: silentLogger(),
+        heartbeatPeriodMs: PERIOD_MS,
+        transitionBatchMs: 20,
+      });
+      await cluster.converged("w1 down", (s) => s.node("w1")?.status === NodeStatus.NODE_STATUS_DOWN);
+      expect(fresh.recorded.transitions).to.be.at.least(1);
+    } finally {
+      fresh?.close();
       raw.stream.cancel();
     }
   });
