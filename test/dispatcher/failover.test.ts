@@ -112,7 +112,7 @@ describe("dispatcher: sessions across three managers", function () {
         expect(m.state.node(w)?.status, `${w} on ${m.nodeId}`).to.equal(NodeStatus.NODE_STATUS_READY);
   });
 
-  it("a leader change makes no node reconnect", async () => {
+  it("a leader change makes no node reconnect; a removal closes a session held by a follower", async () => {
     cluster = await TestCluster.start(3, WORKERS);
     const watched = await connectAll(cluster);
     const leader = cluster.leader() as TestManager;
@@ -136,5 +136,17 @@ describe("dispatcher: sessions across three managers", function () {
     for (const m of cluster.managers)
       for (const w of WORKERS)
         expect(m.state.node(w)?.status, `${w} on ${m.nodeId}`).to.equal(NodeStatus.NODE_STATUS_READY);
+    // Removal reaches every manager through the log: a session held by a follower closes too.
+    const onFollower = WORKERS.find((w) => watched.get(w)!.client.managerId !== target.nodeId)!;
+    await cluster.propose({
+      $case: "removeNode",
+      value: { nodeId: onFollower, force: true, atMs: Date.now() },
+    });
+    await waitFor(
+      `${onFollower}'s session on a follower to close`,
+      () => watched.get(onFollower)!.disconnects.length > 0,
+      2_000,
+    );
+    expect(watched.get(onFollower)!.disconnects.map((d) => d.reason)).to.deep.equal(["NODE_REMOVED"]);
   });
 });
