@@ -12,6 +12,7 @@ export const DISPATCHER_ERROR_CODES = [
   "SESSION_SUPERSEDED",
   "DISPATCHER_STOPPED",
   "CERT_MISSING",
+  "CERT_EXPIRED",
 ] as const;
 
 export type DispatcherErrorCode = (typeof DISPATCHER_ERROR_CODES)[number];
@@ -84,6 +85,12 @@ export const refusals = {
       "DISPATCHER_STOPPED",
       grpc.status.UNAVAILABLE,
       "this manager's dispatcher is stopping: connect to another manager",
+    ),
+  certExpired: (nodeId: string, notAfterMs: number) =>
+    new DispatcherRefusal(
+      "CERT_EXPIRED",
+      grpc.status.UNAUTHENTICATED,
+      `node ${nodeId}'s latest certificate on record expired at ${new Date(notAfterMs).toISOString()}: renew it, then open a new session`,
     ),
   certMissing: () =>
     new DispatcherRefusal(

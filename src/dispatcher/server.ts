@@ -187,7 +187,10 @@ export class Dispatcher {
     if (!identity) return refusals.certMissing();
     const { state } = this.options;
     if (state.removedNode(identity.nodeId)) return refusals.nodeRemoved(identity.nodeId);
-    if (!state.node(identity.nodeId) || !state.cluster()) return refusals.unknownNode(identity.nodeId);
+    const node = state.node(identity.nodeId);
+    if (!node || !state.cluster()) return refusals.unknownNode(identity.nodeId);
+    const notAfterMs = node.certificate?.notAfterMs;
+    if (notAfterMs !== undefined && notAfterMs < this.now()) return refusals.certExpired(node.id, notAfterMs);
     // A node replacing its own session here does not grow the count.
     if (this.sessions.size >= this.maxSessions && !this.sessions.has(identity.nodeId))
       return refusals.sessionLimit(this.maxSessions, this.options.sessionLimitRetryAfterMs ?? this.periodMs);
@@ -317,6 +320,7 @@ export class Dispatcher {
 
   private sweep(): void {
     if (this.now() - this.lastOrphanScanMs >= this.silentAfterMs) this.adoptOrphans();
+    this.closeExpired();
     for (const nodeId of this.liveness.sweep()) {
       const session = this.sessions.get(nodeId);
       this.logger.warn(
@@ -324,6 +328,22 @@ export class Dispatcher {
         "node silent for the down period: marked down",
       );
       if (session) this.end(session, refusals.heartbeatMissed(nodeId, this.silentAfterMs));
+    }
+  }
+
+  /**
+   * A session lives as long as its node holds an unexpired certificate on record, not
+   * only the one it opened with: a node that renewed keeps its session (the hitless
+   * promise); one that never renewed is cut off at its certificate's expiry.
+   */
+  private closeExpired(): void {
+    const now = this.now();
+    for (const session of [...this.sessions.values()]) {
+      const notAfterMs = this.options.state.node(session.nodeId)?.certificate?.notAfterMs;
+      if (notAfterMs === undefined || notAfterMs >= now) continue;
+      const refusal = refusals.certExpired(session.nodeId, notAfterMs);
+      this.logger.warn({ nodeId: session.nodeId, code: refusal.code }, refusal.message);
+      this.end(session, refusal);
     }
   }
 

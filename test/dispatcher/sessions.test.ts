@@ -157,6 +157,48 @@ describe("dispatcher: sessions on one manager", function () {
     expect(client.sessionConnects).to.equal(1);
   });
 
+  it("a session closes when its node's latest certificate on record expires, and survives a renewal", async () => {
+    cluster = await TestCluster.start(1, ["w1", "w2"]);
+    const w1 = await cluster.connect("w1");
+    const w2 = await cluster.connect("w2");
+    const ended = new Map<string, string[]>([
+      ["w1", []],
+      ["w2", []],
+    ]);
+    w1.on("disconnected", (_m, reason) => ended.get("w1")!.push(reason));
+    w2.on("disconnected", (_m, reason) => ended.get("w2")!.push(reason));
+    await cluster.converged("both ready", (s) =>
+      ["w1", "w2"].every((w) => s.node(w)?.status === NodeStatus.NODE_STATUS_READY),
+    );
+    const renew = (nodeId: string, notAfterMs: number) =>
+      cluster.propose({
+        $case: "recordIssuance",
+        value: {
+          nodeId,
+          role: Role.ROLE_WORKER,
+          certificate: { serial: "02", notAfterMs, issuerKeyId: cluster.root.keyId },
+          join: false,
+          address: "",
+          atMs: Date.now(),
+        },
+      });
+    // Both on record as expiring soon; w2 then renews (a later expiry on record), w1 does not.
+    const soon = Date.now() + 3 * PERIOD_MS;
+    await renew("w1", soon);
+    await renew("w2", soon);
+    await renew("w2", Date.now() + 3_600_000);
+    await waitFor("w1's session to close at its expiry", () => ended.get("w1")!.length > 0, 3_000);
+    expect(Date.now()).to.be.at.least(soon);
+    expect(ended.get("w1")![0]).to.equal("CERT_EXPIRED");
+    // Its reconnections are refused the same way until it renews.
+    await waitFor("a refused reconnection", () => ended.get("w1")!.length > 1, 3_000);
+    expect(new Set(ended.get("w1"))).to.deep.equal(new Set(["CERT_EXPIRED"]));
+    expect(w1.sessionConnects).to.equal(1);
+    await new Promise((r) => setTimeout(r, 2 * PERIOD_MS));
+    expect(ended.get("w2")).to.deep.equal([]);
+    expect(w2.sessionConnects).to.equal(1);
+  });
+
   it("a desired-role change is pushed at once, with an immediate renewal", async () => {
     cluster = await TestCluster.start(1, ["w1"]);
     const client = await cluster.connect("w1");
