@@ -173,6 +173,14 @@ export function recordSessions(s: MutableState, index: number, c: RecordSessions
   for (const t of c.transitions) {
     const node = s.nodes.get(t.nodeId);
     if (!node) continue;
+    // A manager reports down only the sessions it holds: once the node's session moved to
+    // another manager, a late "down" from the old one must not mark a live node down.
+    const stale =
+      t.status === NodeStatus.NODE_STATUS_DOWN &&
+      t.managerId.length > 0 &&
+      node.session !== undefined &&
+      node.session.managerId !== t.managerId;
+    if (stale) continue;
     const ready = t.status === NodeStatus.NODE_STATUS_READY;
     const session = ready && t.managerId ? { managerId: t.managerId, connectedAtMs: t.atMs } : node.session;
     putNode(

@@ -182,6 +182,19 @@ describe("fsm: the replicated cluster state", () => {
     expect(s.node("w1")!.session).to.equal(undefined);
   });
 
+  it("session transitions: a down reported by a manager that no longer holds the session is skipped", () => {
+    const s = newState(createCluster(), join("w1"), session("w1", NodeStatus.NODE_STATUS_READY, "m1", 3_000));
+    // The node moved to m2; m1's late "down" (its old session went silent) must not mark it down.
+    s.applyCommand(4, session("w1", NodeStatus.NODE_STATUS_READY, "m2", 4_000));
+    s.applyCommand(5, session("w1", NodeStatus.NODE_STATUS_DOWN, "m1", 5_000));
+    expect(s.node("w1")!.status).to.equal(NodeStatus.NODE_STATUS_READY);
+    expect(s.node("w1")!.session).to.deep.equal({ managerId: "m2", connectedAtMs: 4_000 });
+    // The holder's own "down" applies.
+    s.applyCommand(6, session("w1", NodeStatus.NODE_STATUS_DOWN, "m2", 6_000));
+    expect(s.node("w1")!.status).to.equal(NodeStatus.NODE_STATUS_DOWN);
+    expect(s.node("w1")!.session).to.equal(undefined);
+  });
+
   it("binds a Raft member id to one node only", () => {
     const s = newState(
       createCluster(),

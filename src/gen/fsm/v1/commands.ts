@@ -65,7 +65,10 @@ export interface RotateJoinToken {
 export interface SessionTransition {
   nodeId: string;
   status: NodeStatus;
-  /** Set when a session opened; empty when the node went down. */
+  /**
+   * Ready: the manager the session opened on. Down: the manager reporting it (skipped
+   * when the node's session is on another manager by then), or empty.
+   */
   managerId: string;
   atMs: number;
 }

@@ -1,0 +1,112 @@
+// The liveness bookkeeping on its own, against a recording log: transitions coalesce
+// per node into batches, a batch the log did not take is retried (newer transitions
+// win), a refused one is dropped; silence turns into one "down" naming the holder.
+import { expect } from "chai";
+import { LivenessTracker, TransitionBatcher } from "../../src/dispatcher/liveness.js";
+import type { CommandLog } from "../../src/fsm/index.js";
+import { Command, CommandResult, type SessionTransition } from "../../src/gen/fsm/v1/commands.js";
+import { NodeStatus } from "../../src/gen/fsm/v1/state.js";
+import { silentLogger } from "../../src/log/logger.js";
+import { waitFor } from "./fixture.js";
+
+/** Answers each proposal with the next scripted outcome (ok when the script is exhausted). */
+class ScriptedLog implements CommandLog {
+  readonly batches: SessionTransition[][] = [];
+  constructor(private readonly script: ("ok" | "timeout" | "refuse")[] = []) {}
+
+  async propose(command: Uint8Array): Promise<{ index: number; result: Uint8Array }> {
+    const decoded = Command.decode(command).command;
+    if (decoded?.$case !== "recordSessions") throw new Error("unexpected command");
+    this.batches.push(decoded.value.transitions);
+    const outcome = this.script.shift() ?? "ok";
+    if (outcome === "timeout") throw new Error("proposal timed out");
+    const answer =
+      outcome === "refuse"
+        ? { ok: false, code: "NO_CLUSTER", message: "the cluster is not initialized yet" }
+        : { ok: true, code: "", message: "" };
+    return { index: this.batches.length, result: CommandResult.encode(answer).finish() };
+  }
+}
+
+const t = (nodeId: string, status: NodeStatus, managerId = "m1", atMs = 1): SessionTransition => ({
+  nodeId,
+  status,
+  managerId,
+  atMs,
+});
+const READY = NodeStatus.NODE_STATUS_READY;
+const DOWN = NodeStatus.NODE_STATUS_DOWN;
+
+describe("dispatcher: liveness bookkeeping", () => {
+  it("batches transitions, the latest per node winning, and retries a batch the log did not take", async () => {
+    const log = new ScriptedLog(["timeout"]);
+    const batcher = new TransitionBatcher({ log, logger: silentLogger(), batchMs: 10, retryMs: 20 });
+    try {
+      batcher.record(t("w1", READY));
+      batcher.record(t("w2", READY));
+      batcher.record(t("w1", DOWN));
+      await waitFor("the first (failed) batch", () => log.batches.length === 1);
+      expect(log.batches[0]).to.deep.equal([t("w2", READY), t("w1", DOWN)]);
+      // While it was out, w2 changed again: the retry carries the newer one.
+      batcher.record(t("w2", DOWN, "m1", 2));
+      await waitFor("the retry", () => batcher.proposals === 1);
+      const byNode = (a: SessionTransition, b: SessionTransition) => a.nodeId.localeCompare(b.nodeId);
+      expect([...log.batches[1]!].sort(byNode)).to.deep.equal([t("w1", DOWN), t("w2", DOWN, "m1", 2)]);
+      expect(batcher.committedTransitions).to.equal(2);
+      expect(batcher.pendingCount).to.equal(0);
+    } finally {
+      batcher.close();
+    }
+  });
+
+  it("drops a batch the state machine refused (retrying cannot help) and forgets a removed node's", async () => {
+    const log = new ScriptedLog(["refuse"]);
+    const batcher = new TransitionBatcher({ log, logger: silentLogger(), batchMs: 10, retryMs: 10 });
+    try {
+      batcher.record(t("w1", READY));
+      await waitFor("the refused batch", () => log.batches.length === 1);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(log.batches).to.have.length(1);
+      expect(batcher.proposals).to.equal(0);
+      batcher.record(t("w2", READY));
+      batcher.forget("w2");
+      await new Promise((r) => setTimeout(r, 50));
+      expect(log.batches).to.have.length(1);
+    } finally {
+      batcher.close();
+    }
+  });
+
+  it("turns silence into one down naming the holder, adopted orphans included, heartbeats in memory only", async () => {
+    const log = new ScriptedLog();
+    const batcher = new TransitionBatcher({ log, logger: silentLogger(), batchMs: 1_000_000, retryMs: 10 });
+    let now = 0;
+    const tracker = new LivenessTracker({
+      selfId: "m1",
+      batcher,
+      silentAfterMs: 300,
+      maxTracked: 3,
+      now: () => now,
+    });
+    try {
+      tracker.opened("w1", () => true);
+      tracker.opened("w2", () => true);
+      tracker.adopt("w3", "m9"); // on a dead manager
+      for (now = 100; now <= 1_000; now += 100) tracker.heard("w1");
+      now = 1_000;
+      expect(tracker.sweep()).to.deep.equal(["w2", "w3"]);
+      expect(tracker.sweep()).to.deep.equal([]);
+      expect(tracker.isTracked("w1")).to.equal(true);
+      expect(batcher.pendingCount).to.equal(3); // w1 ready, w2 down, w3 down: no heartbeat among them
+      // The bound: a fourth node evicts the least recently heard one without an open session.
+      tracker.opened("w2", () => true);
+      tracker.adopt("w4", "m9");
+      tracker.opened("w5", (id) => id !== "w2");
+      expect(tracker.tracked).to.equal(3);
+      expect(tracker.isTracked("w1")).to.equal(true);
+      expect(tracker.isTracked("w2")).to.equal(false);
+    } finally {
+      batcher.close();
+    }
+  });
+});
