@@ -89,7 +89,9 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
       },
       state,
     );
-    options.stateMachine.restore(this.members.restoreSnapshot(state.snapshot.data));
+    options.stateMachine.restore(
+      this.members.restoreSnapshot(state.snapshot.data, state.snapshot.metadata?.confState),
+    );
     this.applied = state.snapshot.metadata!.index;
     this.committed = Math.max(state.hardState.commit, this.applied);
     this.leaderTerm = state.hardState.term;
@@ -323,7 +325,9 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
         rd.snapshot.metadata!.index > this.applied,
         "a snapshot from the leader is ahead of the applied index",
       );
-      this.options.stateMachine.restore(this.members.restoreSnapshot(rd.snapshot.data));
+      this.options.stateMachine.restore(
+        this.members.restoreSnapshot(rd.snapshot.data, rd.snapshot.metadata?.confState),
+      );
       transport.setMembers(this.members.view());
       this.applied = rd.snapshot.metadata!.index;
       this.lastSnapshotIndex = this.applied;
