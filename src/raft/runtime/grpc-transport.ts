@@ -180,7 +180,17 @@ export class GrpcTransport implements Transport, PeerLinkHost {
           },
         );
       },
-      members: (_call, callback) => {
+      members: (call, callback) => {
+        // Who is bound to whom is for members only (a stranger would learn which CN to steal).
+        const caller = callerOf(call);
+        const refusal = this.guard.checkMembersCaller(caller, this.membership);
+        if (refusal) {
+          callback({
+            code: grpc.status.PERMISSION_DENIED,
+            details: `${refusal}: Members is for members only`,
+          });
+          return;
+        }
         callback(null, toMembersResponse(this.membership));
       },
     };

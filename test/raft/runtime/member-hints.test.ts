@@ -1,7 +1,8 @@
 // Bindings learned outside the log (the Members lookup, member-hints.ts) fail
 // closed: a majority of our voters must each list the identical binding, a
 // removal anywhere vetoes it, the log's word ends it, and it expires unless
-// re-confirmed. (Second reading, F1.)
+// re-confirmed. Members itself answers members only. (Second reading, F1 and F4.)
+import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import type { MemberBinding } from "../../../src/raft/runtime/members.js";
 import {
@@ -148,5 +149,21 @@ describe("raft transport: bindings learned from peers", function () {
       3_000,
       100,
     );
+  });
+
+  it("Members answers only a caller bound to a member, and counts the refusals", async () => {
+    const m1 = await member(
+      1,
+      identity("manager", "member-1"),
+      membership({ 1: bind("member-1"), 2: bind("member-2") }, [3], { removedNodeIds: ["member-3"] }),
+    );
+    for (const stranger of ["stranger", "member-3"]) {
+      const res = await client(identity("manager", stranger), m1.address).members();
+      expect((res as grpc.ServiceError).code, stranger).to.equal(grpc.status.PERMISSION_DENIED);
+    }
+    expect(m1.transport.stats().refusals.MEMBERS_NOT_A_MEMBER).to.equal(2);
+    const ok = await client(identity("manager", "member-2"), m1.address).members();
+    expect(ok).to.have.property("members").with.length(2);
+    expect(ok).to.have.property("removedNodeIds").that.deep.equals(["member-3"]);
   });
 });
