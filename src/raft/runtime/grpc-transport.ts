@@ -75,6 +75,8 @@ export class GrpcTransport implements Transport, PeerLinkHost {
   private readonly now: () => number;
   private readonly links = new Map<number, PeerLink>();
   private readonly maxSnapshotBytes: number;
+  /** Senders (CNs) with a snapshot reception open: one each. */
+  private readonly receivingSnapshots = new Set<string>();
   private lookupInFlight = false;
   /** Lookup rounds finished (for tests: a round that learned nothing is still a round). */
   private lookups = 0;
@@ -136,6 +138,7 @@ export class GrpcTransport implements Transport, PeerLinkHost {
   stats(): {
     refusals: InboundGuard["refusals"];
     lookups: number;
+    receivingSnapshots: number;
     peers: Map<number, { dropped: number; failures: number; lastError: string; channel: string }>;
   } {
     const peers = new Map(
@@ -144,7 +147,12 @@ export class GrpcTransport implements Transport, PeerLinkHost {
         { dropped: l.dropped, failures: l.failures, lastError: l.lastError, channel: l.channelState() },
       ]),
     );
-    return { refusals: { ...this.guard.refusals }, lookups: this.lookups, peers };
+    return {
+      refusals: { ...this.guard.refusals },
+      lookups: this.lookups,
+      receivingSnapshots: this.receivingSnapshots.size,
+      peers,
+    };
   }
 
   async close(): Promise<void> {
@@ -170,15 +178,15 @@ export class GrpcTransport implements Transport, PeerLinkHost {
       },
       sendSnapshot: (call, callback) => {
         const caller = callerOf(call);
-        receiveSnapshot(
-          call,
-          this.maxSnapshotBytes,
-          (header) => this.guard.check(header, caller) === undefined,
-          {
-            deliver: (m) => this.events.onMessage(m),
-            done: callback,
-          },
-        );
+        receiveSnapshot(call, {
+          maxSnapshotBytes: this.maxSnapshotBytes,
+          caller,
+          receiving: this.receivingSnapshots,
+          accept: (header) => this.guard.check(header, caller) === undefined,
+          refuse: (reason, fields) => this.guard.note(reason, fields),
+          deliver: (m) => this.events.onMessage(m),
+          done: callback,
+        });
       },
       members: (call, callback) => {
         // Who is bound to whom is for members only (a stranger would learn which CN to steal).
