@@ -44,6 +44,9 @@ const UNAUTHENTICATED_CODES: ReadonlySet<string> = new Set([
   "UNTRUSTED_ROOT",
 ]);
 
+// A refused caller may retry in a loop: log each refusal code at most this often.
+const REFUSAL_LOG_INTERVAL_MS = 5_000;
+
 // Parsing is cheap but not free; a connection makes many calls with one certificate.
 const MAX_CACHED_IDENTITIES = 4096;
 
@@ -58,6 +61,8 @@ export class NodeAuthorizer {
   /** Identity per live HTTP/2 session; entries go with their session. */
   private readonly byConnection = new WeakMap<object, NodeIdentity>();
   private readonly now: () => Date;
+  /** Per refusal code: when it was last logged, and how many went unlogged since. */
+  private readonly refusalLog = new Map<string, { at: number; suppressed: number }>();
 
   constructor(private readonly options: AuthorizationOptions) {
     this.now = options.now ?? (() => new Date());
@@ -130,13 +135,26 @@ export class NodeAuthorizer {
     };
   }
 
+  /** Logs a refusal, at most once per code per interval, with how many were not logged since. */
+  private logRefusal(refusal: CaError, method: string, peer: string): void {
+    const now = this.now().getTime();
+    const last = this.refusalLog.get(refusal.code);
+    if (last && now - last.at < REFUSAL_LOG_INTERVAL_MS) {
+      last.suppressed++;
+      return;
+    }
+    this.refusalLog.set(refusal.code, { at: now, suppressed: 0 });
+    const suppressed = last?.suppressed ?? 0;
+    this.options.logger.warn({ code: refusal.code, method, peer, suppressed }, refusal.message);
+  }
+
   private refusalFor(method: string, call: grpc.ServerInterceptingCallInterface): StatusToSend | undefined {
     try {
       this.authorize(method, call);
       return undefined;
     } catch (error) {
       const refusal = asCaError(error);
-      this.options.logger.warn({ code: refusal.code, method, peer: call.getPeer() }, refusal.message);
+      this.logRefusal(refusal, method, call.getPeer());
       this.options.onRefusal?.(refusal.code, method);
       const metadata = new grpc.Metadata();
       metadata.set(REASON_CODE_METADATA_KEY, refusal.code);

@@ -428,6 +428,11 @@ export class Raft {
   private proposeEntries(entries: Entry[]): ProposeResult {
     this.assertNotInReady();
     if (this.role === "leader") return appendProposal(this, entries);
+    // Only the leader takes a membership change (a forwarded one is refused there): say so now.
+    if (entries.some((e) => e.type === EntryType.ENTRY_TYPE_CONF_CHANGE)) {
+      const where = this.lead === NONE ? "" : ` (member ${this.lead})`;
+      return dropped("INVALID_CONF_CHANGE", `propose membership changes on the leader${where}`);
+    }
     return this.forwardToLeader(
       makeMessage({ type: MessageType.MESSAGE_TYPE_PROPOSE, from: this.id, entries }),
     );

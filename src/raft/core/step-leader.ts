@@ -16,6 +16,9 @@ import { dropped, makeMessage, NONE } from "./util.js";
 export function stepLeader(r: Raft, m: Message): void {
   switch (m.type) {
     case MessageType.MESSAGE_TYPE_PROPOSE: {
+      // Membership changes are proposed on the leader only (Raft.proposeEntries): a
+      // forwarded one would let any member, a learner included, bind a stranger.
+      if (m.from !== r.id && m.entries.some((e) => e.type === EntryType.ENTRY_TYPE_CONF_CHANGE)) return;
       const result = appendProposal(r, m.entries);
       if (!result.ok && result.reason === "TRANSFER_IN_PROGRESS" && m.from !== r.id)
         holdForwardedProposal(r, m);

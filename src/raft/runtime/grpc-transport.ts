@@ -5,14 +5,12 @@
 // the server side delivers a message only from the member its caller's
 // certificate is bound to, addressed to this member (inbound-guard.ts).
 //
-// Bindings the log has not given us yet are "hints": a joining member's seed
-// list, and what the members we know answer when a message comes from a member
-// we do not know (we missed the change that added it, e.g. we were down while it
-// joined and took over as leader: without asking, we would drop its messages and
-// never catch up). A hint never overrides the log: it goes when the log binds or
-// removes that id, and it is never taken for an id the log removed.
+// Bindings the log has not given us yet are "hints" (member-hints.ts): a joining
+// member's seed list, and what a majority of the voters our log binds answer
+// when a message comes from a member we do not know (we missed the change that
+// added it). A hint never overrides the log and expires unless re-confirmed.
+// The Members RPC answers only callers bound to a member in our log.
 import * as grpc from "@grpc/grpc-js";
-import type { MemberInfo } from "../../gen/raft/v1/membership.js";
 import type { Message } from "../../gen/raft/v1/raft.js";
 import type {
   MembersResponse,
@@ -21,6 +19,7 @@ import type {
 } from "../../gen/raft/v1/transport.js";
 import type { Logger } from "../../log/logger.js";
 import { InboundGuard } from "./inbound-guard.js";
+import { MemberHints, type MembersAnswer } from "./member-hints.js";
 import type { MemberBinding, Membership } from "./members.js";
 import { PeerLink, type PeerLinkHost, type PeerLinkLimits } from "./peer-link.js";
 import { receiveSnapshot } from "./snapshot-receiver.js";
@@ -42,6 +41,9 @@ export interface GrpcTransportOptions {
   maxBackoffMs?: number;
   /** Least time between two rounds of asking the known members about an unknown sender. */
   lookupIntervalMs?: number;
+  /** How long a hint counts unless the voters re-confirm it (default: ten lookup intervals). */
+  hintTtlMs?: number;
+  now?: () => number;
   random?: () => number;
 }
 
@@ -54,18 +56,30 @@ export const RAFT_SERVER_OPTIONS: grpc.ServerOptions = {
 const LOOKUP_TIMEOUT_MS = 1_000;
 
 /** The CN (node id) of the caller's verified certificate; undefined without one. */
-export type CallerIdentity = (call: grpc.ServerReadableStream<unknown, unknown>) => string | undefined;
+export type CallerIdentity = (
+  call: Pick<grpc.ServerUnaryCall<unknown, unknown>, "getAuthContext">,
+) => string | undefined;
 
 export class GrpcTransport implements Transport, PeerLinkHost {
   readonly log: Logger;
   readonly events: TransportEvents;
   readonly limits: PeerLinkLimits;
   readonly guard: InboundGuard;
-  private membership: Membership = { members: new Map(), removed: new Set() };
-  private readonly hints = new Map<number, MemberBinding>();
+  private membership: Membership = {
+    members: new Map(),
+    removed: new Set(),
+    voters: new Set(),
+    removedNodeIds: new Set(),
+  };
+  private readonly hints: MemberHints;
+  private readonly now: () => number;
   private readonly links = new Map<number, PeerLink>();
   private readonly maxSnapshotBytes: number;
+  /** Senders (CNs) with a snapshot reception open: one each. */
+  private readonly receivingSnapshots = new Set<string>();
   private lookupInFlight = false;
+  /** Lookup rounds finished (for tests: a round that learned nothing is still a round). */
+  private lookups = 0;
   private lastLookupAt = Number.NEGATIVE_INFINITY;
   private closed = false;
 
@@ -80,8 +94,10 @@ export class GrpcTransport implements Transport, PeerLinkHost {
       maxBackoffMs: options.maxBackoffMs ?? 2_000,
     };
     this.maxSnapshotBytes = options.maxSnapshotBytes ?? 1024 * 1024 * 1024;
-    this.guard = new InboundGuard(options.selfId, (id) => this.bindingOf(id), this.log);
-    for (const [id, binding] of options.seeds ?? []) this.hints.set(id, binding);
+    this.now = options.now ?? Date.now;
+    this.guard = new InboundGuard(options.selfId, (id) => this.bindingOf(id), this.log, this.now);
+    const ttl = options.hintTtlMs ?? 10 * (options.lookupIntervalMs ?? 500);
+    this.hints = new MemberHints(options.selfId, ttl, this.now, options.seeds);
     this.syncLinks();
   }
 
@@ -91,16 +107,13 @@ export class GrpcTransport implements Transport, PeerLinkHost {
 
   setMembers(membership: Membership): void {
     this.membership = membership;
-    for (const id of [...this.hints.keys()])
-      if (membership.members.has(id) || membership.removed.has(id)) this.hints.delete(id);
+    this.hints.follow(membership);
     this.syncLinks();
   }
 
-  /** Who `raftId` is: as the applied membership says, else as a hint says (never for a removed id). */
+  /** Who `raftId` is: as the applied membership says, else as a live hint says (never against the log). */
   bindingOf(raftId: number): MemberBinding | undefined {
-    const bound = this.membership.members.get(raftId);
-    if (bound) return bound;
-    return this.membership.removed.has(raftId) ? undefined : this.hints.get(raftId);
+    return this.membership.members.get(raftId) ?? this.hints.get(raftId, this.membership);
   }
 
   /** Sends one Ready's messages: one batch per peer, written now (no extra event-loop turn). */
@@ -124,6 +137,8 @@ export class GrpcTransport implements Transport, PeerLinkHost {
   /** Per-peer delivery counters and the server side's refusals, for tests and metrics. */
   stats(): {
     refusals: InboundGuard["refusals"];
+    lookups: number;
+    receivingSnapshots: number;
     peers: Map<number, { dropped: number; failures: number; lastError: string; channel: string }>;
   } {
     const peers = new Map(
@@ -132,7 +147,12 @@ export class GrpcTransport implements Transport, PeerLinkHost {
         { dropped: l.dropped, failures: l.failures, lastError: l.lastError, channel: l.channelState() },
       ]),
     );
-    return { refusals: { ...this.guard.refusals }, peers };
+    return {
+      refusals: { ...this.guard.refusals },
+      lookups: this.lookups,
+      receivingSnapshots: this.receivingSnapshots.size,
+      peers,
+    };
   }
 
   async close(): Promise<void> {
@@ -158,17 +178,27 @@ export class GrpcTransport implements Transport, PeerLinkHost {
       },
       sendSnapshot: (call, callback) => {
         const caller = callerOf(call);
-        receiveSnapshot(
-          call,
-          this.maxSnapshotBytes,
-          (header) => this.guard.check(header, caller) === undefined,
-          {
-            deliver: (m) => this.events.onMessage(m),
-            done: callback,
-          },
-        );
+        receiveSnapshot(call, {
+          maxSnapshotBytes: this.maxSnapshotBytes,
+          caller,
+          receiving: this.receivingSnapshots,
+          accept: (header) => this.guard.check(header, caller) === undefined,
+          refuse: (reason, fields) => this.guard.note(reason, fields),
+          deliver: (m) => this.events.onMessage(m),
+          done: callback,
+        });
       },
-      members: (_call, callback) => {
+      members: (call, callback) => {
+        // Who is bound to whom is for members only (a stranger would learn which CN to steal).
+        const caller = callerOf(call);
+        const refusal = this.guard.checkMembersCaller(caller, this.membership);
+        if (refusal) {
+          callback({
+            code: grpc.status.PERMISSION_DENIED,
+            details: `${refusal}: Members is for members only`,
+          });
+          return;
+        }
         callback(null, toMembersResponse(this.membership));
       },
     };
@@ -178,13 +208,15 @@ export class GrpcTransport implements Transport, PeerLinkHost {
     const refusal = this.guard.check(m, caller);
     if (refusal === "UNKNOWN_SENDER" && caller !== undefined) this.lookUpMembers();
     if (refusal) return;
+    // A sender admitted by a hint only: ask the voters again before the hint runs out.
+    if (!this.membership.members.has(m.from) && this.hints.stale(m.from)) this.lookUpMembers();
     this.links.get(m.from)?.heard();
     this.events.onMessage(m);
   }
 
   private raftIdOfNode(nodeId: string): number | undefined {
     for (const [id, b] of this.membership.members) if (b.nodeId === nodeId) return id;
-    for (const [id, b] of this.hints) if (b.nodeId === nodeId && this.bindingOf(id) === b) return id;
+    for (const id of this.hints.ids()) if (this.hints.get(id, this.membership)?.nodeId === nodeId) return id;
     return undefined;
   }
 
@@ -192,7 +224,7 @@ export class GrpcTransport implements Transport, PeerLinkHost {
   private syncLinks(): void {
     if (this.closed) return;
     const wanted = new Map<number, MemberBinding>();
-    for (const id of [...this.membership.members.keys(), ...this.hints.keys()]) {
+    for (const id of [...this.membership.members.keys(), ...this.hints.ids()]) {
       const binding = this.bindingOf(id);
       if (binding && id !== this.options.selfId) wanted.set(id, binding);
     }
@@ -208,49 +240,43 @@ export class GrpcTransport implements Transport, PeerLinkHost {
     }
   }
 
-  /** Asks the members we know who the members we do not know are (rate-limited, one round at a time). */
+  /** Asks the voters our log binds who the members we do not know are (rate-limited, one round at a time). */
   private lookUpMembers(): void {
     const intervalMs = this.options.lookupIntervalMs ?? 500;
-    const now = Date.now();
+    const now = this.now();
     if (this.closed || this.lookupInFlight || now - this.lastLookupAt < intervalMs) return;
-    const asked = [...this.links.values()];
+    const asked = [...this.hints.electorate(this.membership).asked.keys()]
+      .map((id) => [id, this.links.get(id)] as const)
+      .filter((e): e is readonly [number, PeerLink] => e[1] !== undefined);
     if (asked.length === 0) return;
     this.lookupInFlight = true;
     this.lastLookupAt = now;
-    Promise.all(asked.map((link) => link.members(LOOKUP_TIMEOUT_MS)))
-      .then((answers) => this.learn(answers.filter((a): a is MembersResponse => a !== undefined)))
+    Promise.all(
+      asked.map(async ([from, link]) => {
+        const response = await link.members(LOOKUP_TIMEOUT_MS);
+        return response && { from, response };
+      }),
+    )
+      .then((answers) => this.learn(answers.filter((a): a is MembersAnswer => a !== undefined)))
       .catch((err: unknown) => this.log.warn({ err }, "asking members about an unknown sender failed"))
       .finally(() => {
         this.lookupInFlight = false;
+        this.lookups++;
       });
   }
 
-  /** Takes, as hints, bindings the answers agree on for ids the log has not told us about. */
-  private learn(answers: MembersResponse[]): void {
+  /** Takes, as hints, the bindings a majority of our voters affirm for ids the log has not told us about. */
+  private learn(answers: MembersAnswer[]): void {
     if (this.closed) return;
-    const removedAnywhere = new Set(answers.flatMap((a) => a.removed));
-    const candidates = new Map<number, MemberInfo | null>();
-    for (const m of answers.flatMap((a) => a.members)) {
-      const known =
-        m.raftId === this.options.selfId ||
-        this.membership.members.has(m.raftId) ||
-        this.membership.removed.has(m.raftId) ||
-        this.hints.has(m.raftId) ||
-        this.raftIdOfNode(m.nodeId) !== undefined;
-      if (known || !m.nodeId) continue;
-      const seen = candidates.get(m.raftId);
-      if (seen === undefined) candidates.set(m.raftId, m);
-      else if (seen && (seen.nodeId !== m.nodeId || seen.address !== m.address))
-        candidates.set(m.raftId, null);
+    const taken = this.hints.learn(answers, this.membership);
+    for (const id of taken) {
+      const b = this.bindingOf(id);
+      this.log.info(
+        { member: id, nodeId: b?.nodeId, address: b?.address },
+        "learned a member from its peers",
+      );
     }
-    let learned = 0;
-    for (const [id, m] of candidates) {
-      if (!m || removedAnywhere.has(id)) continue; // members disagree, or one says it is gone: fail closed
-      this.hints.set(id, { nodeId: m.nodeId, address: m.address });
-      this.log.info({ member: id, nodeId: m.nodeId, address: m.address }, "learned a member from its peers");
-      learned++;
-    }
-    if (learned > 0) this.syncLinks();
+    if (taken.length > 0) this.syncLinks();
   }
 }
 
@@ -258,5 +284,6 @@ function toMembersResponse(membership: Membership): MembersResponse {
   return {
     members: [...membership.members].map(([raftId, b]) => ({ raftId, nodeId: b.nodeId, address: b.address })),
     removed: [...membership.removed],
+    removedNodeIds: [...membership.removedNodeIds],
   };
 }

@@ -6,7 +6,7 @@
 // message only from the member its sender's certificate is bound to.
 
 import { MemberContext, RuntimeSnapshot } from "../../gen/raft/v1/membership.js";
-import { ConfChangeType } from "../../gen/raft/v1/raft.js";
+import { ConfChangeType, type ConfState } from "../../gen/raft/v1/raft.js";
 
 export interface MemberBinding {
   /** The CN of the certificate this member must present, as a string (never read as a number). */
@@ -20,6 +20,10 @@ export interface Membership {
   members: ReadonlyMap<number, MemberBinding>;
   /** Ids removed from the configuration: never accepted again unless the log adds them back. */
   removed: ReadonlySet<number>;
+  /** The voters of the applied configuration (a binding learned outside the log needs a majority of them). */
+  voters: ReadonlySet<number>;
+  /** Node ids of removed members: never accepted under any id unless the log binds them again. */
+  removedNodeIds: ReadonlySet<string>;
 }
 
 export function encodeMemberContext(context: Partial<MemberContext>): Uint8Array {
@@ -42,6 +46,8 @@ export function decodeMemberContext(bytes: Uint8Array): MemberContext | undefine
 export class MemberRegistry {
   private readonly members = new Map<number, MemberBinding>();
   private readonly removed = new Set<number>();
+  private readonly voters = new Set<number>();
+  private readonly removedNodeIds = new Set<string>();
 
   /** Applies one committed configuration change; returns a complaint to log, if any. */
   apply(type: ConfChangeType, raftId: number, context: MemberContext | undefined): string | undefined {
@@ -51,7 +57,9 @@ export class MemberRegistry {
         // A promotion names nobody new (the learner is bound already), except in the
         // founding voters' bootstrap entries, which promote members straight in.
         if (!context?.nodeId) {
-          return this.members.has(raftId) ? undefined : `member ${raftId} was added without a node id`;
+          if (!this.members.has(raftId)) return `member ${raftId} was added without a node id`;
+          this.setVoter(raftId, type);
+          return undefined;
         }
         const bound = this.members.get(raftId);
         // An id never changes node: re-binding would hand one member's place to another certificate.
@@ -62,15 +70,27 @@ export class MemberRegistry {
           return `node ${context.nodeId} is member ${holder} already; ignored it as member ${raftId}`;
         this.members.set(raftId, { nodeId: context.nodeId, address: context.address });
         this.removed.delete(raftId);
+        this.removedNodeIds.delete(context.nodeId);
+        this.setVoter(raftId, type);
         return undefined;
       }
-      case ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE:
+      case ConfChangeType.CONF_CHANGE_TYPE_REMOVE_NODE: {
+        const gone = this.members.get(raftId);
+        if (gone) this.removedNodeIds.add(gone.nodeId);
         this.members.delete(raftId);
+        this.voters.delete(raftId);
         this.removed.add(raftId);
         return undefined;
+      }
       default:
         return undefined;
     }
+  }
+
+  /** A promotion makes a voter; adding as a learner makes (or keeps) a learner. */
+  private setVoter(raftId: number, type: ConfChangeType): void {
+    if (type === ConfChangeType.CONF_CHANGE_TYPE_PROMOTE_VOTER) this.voters.add(raftId);
+    else this.voters.delete(raftId);
   }
 
   raftIdOf(nodeId: string): number | undefined {
@@ -80,7 +100,12 @@ export class MemberRegistry {
 
   /** A copy: the transport keeps it while the registry moves on. */
   view(): Membership {
-    return { members: new Map(this.members), removed: new Set(this.removed) };
+    return {
+      members: new Map(this.members),
+      removed: new Set(this.removed),
+      voters: new Set(this.voters),
+      removedNodeIds: new Set(this.removedNodeIds),
+    };
   }
 
   /** Wraps the state machine's snapshot with the bindings at the same index. */
@@ -89,19 +114,25 @@ export class MemberRegistry {
       members: [...this.members].map(([raftId, b]) => ({ raftId, nodeId: b.nodeId, address: b.address })),
       removed: [...this.removed],
       stateMachine,
+      removedNodeIds: [...this.removedNodeIds],
     }).finish();
   }
 
   /**
    * Replaces the bindings with a snapshot's and returns the state machine's bytes.
    * An empty snapshot (a new member's, or a new cluster's) decodes to no bindings.
+   * The voters come from the snapshot's own configuration.
    */
-  restoreSnapshot(data: Uint8Array): Uint8Array {
+  restoreSnapshot(data: Uint8Array, confState: ConfState | undefined): Uint8Array {
     const snapshot = RuntimeSnapshot.decode(data);
     this.members.clear();
     this.removed.clear();
+    this.voters.clear();
+    this.removedNodeIds.clear();
     for (const m of snapshot.members) this.members.set(m.raftId, { nodeId: m.nodeId, address: m.address });
     for (const id of snapshot.removed) this.removed.add(id);
+    for (const id of confState?.voters ?? []) this.voters.add(id);
+    for (const nodeId of snapshot.removedNodeIds) this.removedNodeIds.add(nodeId);
     return snapshot.stateMachine;
   }
 }

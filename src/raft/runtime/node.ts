@@ -64,6 +64,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   private backgroundWrites: Promise<void> = Promise.resolve();
   /** Raft id -> node identity, as the applied configuration binds them (saved in snapshots). */
   private readonly members = new MemberRegistry();
+  /** Configuration changes up to here were replayed into the registry at construction (applying them skips it). */
+  private replayedConfThrough: number;
 
   constructor(private readonly options: RaftNodeOptions) {
     super();
@@ -89,12 +91,35 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
       },
       state,
     );
-    options.stateMachine.restore(this.members.restoreSnapshot(state.snapshot.data));
+    options.stateMachine.restore(
+      this.members.restoreSnapshot(state.snapshot.data, state.snapshot.metadata?.confState),
+    );
     this.applied = state.snapshot.metadata!.index;
     this.committed = Math.max(state.hardState.commit, this.applied);
     this.leaderTerm = state.hardState.term;
     this.lastSnapshotIndex = this.applied;
+    this.replayedConfThrough = this.replayMemberChanges(state.entries, state.hardState.commit);
     options.observer?.core?.(this.raft);
+  }
+
+  /**
+   * Gives the registry every configuration change of the durable log that is known
+   * committed, before start() hands the transport its first view: otherwise a member
+   * removed after the last snapshot would be accepted until the first round applied
+   * its removal (messages queued before it are stepped first). Returns the last
+   * index replayed; applying these entries later leaves the registry alone.
+   */
+  private replayMemberChanges(entries: readonly Entry[], commit: number): number {
+    let through = this.applied;
+    for (const e of entries) {
+      if (e.index <= this.applied || e.index > commit) continue;
+      through = e.index;
+      if (e.type !== EntryType.ENTRY_TYPE_CONF_CHANGE) continue;
+      const cc = ConfChange.decode(e.data);
+      const complaint = this.members.apply(cc.type, cc.nodeId, decodeMemberContext(cc.context));
+      if (complaint) this.log.error({ member: cc.nodeId, index: e.index }, complaint);
+    }
+    return through;
   }
 
   start(transport: Transport): void {
@@ -323,10 +348,14 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
         rd.snapshot.metadata!.index > this.applied,
         "a snapshot from the leader is ahead of the applied index",
       );
-      this.options.stateMachine.restore(this.members.restoreSnapshot(rd.snapshot.data));
+      this.options.stateMachine.restore(
+        this.members.restoreSnapshot(rd.snapshot.data, rd.snapshot.metadata?.confState),
+      );
       transport.setMembers(this.members.view());
       this.applied = rd.snapshot.metadata!.index;
       this.lastSnapshotIndex = this.applied;
+      // The snapshot replaced the registry: changes after it must be applied to it again.
+      this.replayedConfThrough = Math.min(this.replayedConfThrough, this.applied);
       this.log.info({ index: this.applied }, "installed snapshot from the leader");
     }
     for (let i = early; i < rd.committedEntries.length; i++) this.apply(rd.committedEntries[i]);
@@ -369,7 +398,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     if (e.type === EntryType.ENTRY_TYPE_CONF_CHANGE) {
       const cc = ConfChange.decode(e.data);
       const context = decodeMemberContext(cc.context);
-      this.applyMemberChange(cc, context);
+      this.applyMemberChange(e.index, cc, context);
       if (context?.requestId.byteLength)
         this.pending.resolve(Buffer.from(context.requestId).toString("hex"), {
           index: e.index,
@@ -384,8 +413,15 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
     this.emit("applied", e.index);
   }
 
-  private applyMemberChange(cc: ConfChange, context: ReturnType<typeof decodeMemberContext>): void {
-    const complaint = this.members.apply(cc.type, cc.nodeId, context);
+  private applyMemberChange(
+    index: number,
+    cc: ConfChange,
+    context: ReturnType<typeof decodeMemberContext>,
+  ): void {
+    // Replayed at construction already (replayMemberChanges): applying it again here
+    // could briefly undo a later change (an add before a removal) between two Readies.
+    const complaint =
+      index <= this.replayedConfThrough ? undefined : this.members.apply(cc.type, cc.nodeId, context);
     // Fail closed: a member the log does not bind to a certificate gets no messages through.
     if (complaint) this.log.error({ member: cc.nodeId }, complaint);
     this.transport?.setMembers(this.members.view());
@@ -424,6 +460,8 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
 
   private async maybeSnapshot(): Promise<void> {
     if (this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
+    // The registry is ahead of the applied index until the replayed changes are applied again.
+    if (this.applied < this.replayedConfThrough) return;
     await this.backgroundWrites; // storage runs one operation at a time
     const keep = this.opts.keepEntriesAfterSnapshot;
     // The bindings go with the state: the entries that made them are compacted away.

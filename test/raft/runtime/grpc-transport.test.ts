@@ -164,21 +164,25 @@ describe("raft transport: messages bound to members (mTLS, in process)", functio
     expect(impostor.delivered).to.deep.equal([]);
   });
 
-  it("a member that missed the change adding a member learns the binding from the members it knows", async () => {
+  it("a member that missed the change adding a member learns the binding from a majority of its voters", async () => {
     const m4 = identity("manager", "member-4");
     const known = {
-      1: { nodeId: "member-1", address: "" },
+      1: { nodeId: "member-1", address: "127.0.0.1:1" },
       2: { nodeId: "member-2", address: "127.0.0.1:1" },
+      3: { nodeId: "member-3", address: "127.0.0.1:1" },
       4: { nodeId: "member-4", address: "127.0.0.1:1" },
     };
-    // Member 1 applied the change adding 4 (and removed 5); member 2 (lagging) did not.
+    // Members 1 and 3 (a majority of 2's voters 1, 2, 3) applied the change adding 4 (and
+    // removed 5); member 2 (lagging) did not.
     const one = await member(1, m1, membership(known, [5]));
+    const three = await member(3, m3, membership(known, [5]));
     const two = await member(
       2,
       m2,
       membership({
         1: { nodeId: "member-1", address: one.address },
         2: { nodeId: "member-2", address: "127.0.0.1:1" },
+        3: { nodeId: "member-3", address: three.address },
       }),
     );
     const fromFour = client(m4, two.address);
@@ -198,6 +202,7 @@ describe("raft transport: messages bound to members (mTLS, in process)", functio
         {
           1: { nodeId: "member-1", address: one.address },
           2: { nodeId: "member-2", address: "127.0.0.1:1" },
+          3: { nodeId: "member-3", address: three.address },
         },
         [4],
       ),

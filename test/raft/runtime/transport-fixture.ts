@@ -37,10 +37,18 @@ export function holderOf(id: NodeTlsIdentity): TlsCredentialHolder {
   });
 }
 
-export function membership(members: Record<number, MemberBinding>, removed: number[] = []): Membership {
+/** A membership view; every member is a voter unless `voters` says otherwise. */
+export function membership(
+  members: Record<number, MemberBinding>,
+  removed: number[] = [],
+  extra: { voters?: number[]; removedNodeIds?: string[] } = {},
+): Membership {
+  const bound = new Map(Object.entries(members).map(([id, b]) => [Number(id), b]));
   return {
-    members: new Map(Object.entries(members).map(([id, b]) => [Number(id), b])),
+    members: bound,
     removed: new Set(removed),
+    voters: new Set(extra.voters ?? bound.keys()),
+    removedNodeIds: new Set(extra.removedNodeIds),
   };
 }
 

@@ -52,6 +52,11 @@ export interface RuntimeSnapshot {
    */
   removed: number[];
   stateMachine: Uint8Array;
+  /**
+   * Node ids (certificate CNs) of removed members: a binding learned outside the
+   * log never gives a removed member's certificate a place under another Raft id.
+   */
+  removedNodeIds: string[];
 }
 
 function createBaseMemberContext(): MemberContext {
@@ -213,7 +218,7 @@ export const MemberInfo: MessageFns<MemberInfo> = {
 };
 
 function createBaseRuntimeSnapshot(): RuntimeSnapshot {
-  return { members: [], removed: [], stateMachine: new Uint8Array(0) };
+  return { members: [], removed: [], stateMachine: new Uint8Array(0), removedNodeIds: [] };
 }
 
 export const RuntimeSnapshot: MessageFns<RuntimeSnapshot> = {
@@ -230,6 +235,9 @@ export const RuntimeSnapshot: MessageFns<RuntimeSnapshot> = {
     }
     if (message.stateMachine.length !== 0) {
       writer.uint32(26).bytes(message.stateMachine);
+    }
+    for (const v of message.removedNodeIds) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -281,6 +289,14 @@ export const RuntimeSnapshot: MessageFns<RuntimeSnapshot> = {
             message.stateMachine = reader.bytes();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.removedNodeIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -301,6 +317,7 @@ export const RuntimeSnapshot: MessageFns<RuntimeSnapshot> = {
     message.members = object.members?.map((e) => MemberInfo.fromPartial(e)) || [];
     message.removed = object.removed?.map((e) => e) || [];
     message.stateMachine = object.stateMachine ?? new Uint8Array(0);
+    message.removedNodeIds = object.removedNodeIds?.map((e) => e) || [];
     return message;
   },
 };

@@ -53,6 +53,8 @@ export interface MembersRequest {
 export interface MembersResponse {
   members: MemberInfo[];
   removed: number[];
+  /** Node ids of removed members (see RuntimeSnapshot.removed_node_ids). */
+  removedNodeIds: string[];
 }
 
 function createBaseSendRequest(): SendRequest {
@@ -309,7 +311,7 @@ export const MembersRequest: MessageFns<MembersRequest> = {
 };
 
 function createBaseMembersResponse(): MembersResponse {
-  return { members: [], removed: [] };
+  return { members: [], removed: [], removedNodeIds: [] };
 }
 
 export const MembersResponse: MessageFns<MembersResponse> = {
@@ -323,6 +325,9 @@ export const MembersResponse: MessageFns<MembersResponse> = {
         writer.uint64(v);
       }
       writer.join();
+    }
+    for (const v of message.removedNodeIds) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -366,6 +371,14 @@ export const MembersResponse: MessageFns<MembersResponse> = {
 
             break;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.removedNodeIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -385,6 +398,7 @@ export const MembersResponse: MessageFns<MembersResponse> = {
     const message = createBaseMembersResponse();
     message.members = object.members?.map((e) => MemberInfo.fromPartial(e)) || [];
     message.removed = object.removed?.map((e) => e) || [];
+    message.removedNodeIds = object.removedNodeIds?.map((e) => e) || [];
     return message;
   },
 };
