@@ -162,7 +162,7 @@ export class RuntimeSimulator {
       const x = this.sched.rng.next() * total;
       if (x < o.proposeRatePerMs) this.propose(m, `c${this.nextCommand++}`);
       else if (x < o.proposeRatePerMs + o.readRatePerMs) this.read(m);
-      else if (x < total - o.transferRatePerMs) this.changeMembership(m);
+      else if (x < total - o.transferRatePerMs) this.changeMembership(this.leaderAmong() ?? m);
       else this.transfer(m);
     }
     this.sched.after(this.exp(o.proposeRatePerMs + o.readRatePerMs), () => this.clientLoop());
@@ -186,6 +186,13 @@ export class RuntimeSimulator {
   private transfer(m: SimMember): void {
     const target = this.pick(m.running!.node.status().voters);
     if (target !== undefined) m.running!.node.transferLeadership(target);
+  }
+
+  /** Membership changes go to the leader (followers refuse them), as an operator's would. */
+  private leaderAmong(): SimMember | undefined {
+    return this.cluster
+      .live()
+      .find((x) => !x.running!.proc.paused && x.running!.node.status().role === "leader");
   }
 
   private changeMembership(m: SimMember): void {

@@ -305,7 +305,9 @@ export class Simulator implements SimHost, LivenessHost {
     } else if (x < confFrom) {
       this.read(node, `r${this.nextClientId++}`);
     } else if (x < transferFrom) {
-      if (!this.healed) node.input((r) => this.changeMembership(r));
+      // Membership changes are proposed on the leader (followers refuse them): the operator asks it.
+      const leader = this.upNodes().find((n) => n.raft?.role === "leader") ?? node;
+      if (!this.healed) leader.input((r) => this.changeMembership(r));
     } else if (!this.healed) {
       node.input((r) => {
         const target = this.pick([...r.config.voters]);
