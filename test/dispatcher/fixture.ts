@@ -18,41 +18,18 @@ import {
 import { ClusterState, joinSecretSha256, type Operation, proposeCommand } from "../../src/fsm/index.js";
 import { DispatcherServiceClient, DispatcherServiceService } from "../../src/gen/dispatcher/v1/dispatcher.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
-import type { Message } from "../../src/gen/raft/v1/raft.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { bootstrapState } from "../../src/raft/core/bootstrap.js";
 import { DiskStorage } from "../../src/raft/runtime/disk-storage.js";
-import { encodeMemberContext, type Membership } from "../../src/raft/runtime/members.js";
+import { encodeMemberContext } from "../../src/raft/runtime/members.js";
 import { RaftNode } from "../../src/raft/runtime/node.js";
-import type { Transport } from "../../src/raft/runtime/types.js";
 import { type IssuedNode, issueNode } from "../ca/echo-service.js";
 import { waitFor } from "../ca/helpers.js";
 
+import { LoopbackTransport } from "../helpers/loopback-transport.js";
+
 export const CLUSTER_ID = "c-dispatch";
 export { waitFor };
-
-/** Delivers Raft messages between the RaftNodes of this process; a stopped member is unreachable. */
-class InProcessRaftTransport implements Transport {
-  constructor(
-    private readonly self: number,
-    private readonly net: Map<number, RaftNode>,
-  ) {}
-
-  send(messages: Message[]): void {
-    for (const m of messages) {
-      setImmediate(() => {
-        const to = this.net.get(m.to);
-        if (!to) return this.net.get(this.self)?.onUnreachable(m.to);
-        to.onMessage(m);
-        if (m.snapshot?.metadata) this.net.get(this.self)?.onSnapshotStatus(m.to, true);
-      });
-    }
-  }
-
-  setMembers(_membership: Membership): void {}
-
-  async close(): Promise<void> {}
-}
 
 export interface TestManager {
   raftId: number;
@@ -158,7 +135,7 @@ export class TestCluster {
       });
       p.server.addService(DispatcherServiceService, dispatcher.service());
       this.net.set(p.raftId, raft);
-      raft.start(new InProcessRaftTransport(p.raftId, this.net));
+      raft.start(new LoopbackTransport(p.raftId, this.net));
       this.managers.push({ ...p, raft, dispatcher, stopped: false });
     }
   }

@@ -20,7 +20,6 @@ import {
 import { ClusterState, type Operation, proposeCommand } from "../../src/fsm/index.js";
 import { NodeCAServiceService } from "../../src/gen/ca/v1/ca.js";
 import { NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
-import type { Message } from "../../src/gen/raft/v1/raft.js";
 import { caServicePolicy, type IssuanceLimits, NodeCAIssuer, newNodeId } from "../../src/issuer/index.js";
 import { type Logger, silentLogger } from "../../src/log/logger.js";
 import { bootstrapState } from "../../src/raft/core/bootstrap.js";
@@ -29,31 +28,8 @@ import { RaftRuntimeError } from "../../src/raft/runtime/errors.js";
 import { encodeMemberContext } from "../../src/raft/runtime/members.js";
 import { RaftNode } from "../../src/raft/runtime/node.js";
 import type { Applied, LinearizableReader, Proposer } from "../../src/raft/runtime/seam.js";
-import type { Transport } from "../../src/raft/runtime/types.js";
 import { waitFor } from "../ca/helpers.js";
-
-/** Delivers Raft messages between the RaftNodes of this process (a single voter sends none). */
-class LoopbackTransport implements Transport {
-  constructor(
-    private readonly self: number,
-    private readonly net: Map<number, RaftNode>,
-  ) {}
-
-  send(messages: Message[]): void {
-    for (const m of messages) {
-      setImmediate(() => {
-        const to = this.net.get(m.to);
-        if (!to) return this.net.get(this.self)?.onUnreachable(m.to);
-        to.onMessage(m);
-        if (m.snapshot?.metadata) this.net.get(this.self)?.onSnapshotStatus(m.to, true);
-      });
-    }
-  }
-
-  setMembers(): void {}
-
-  async close(): Promise<void> {}
-}
+import { LoopbackTransport } from "../helpers/loopback-transport.js";
 
 /** The Raft seam with a gate in front of proposals, to hold issuances in flight on purpose. */
 export class GatedLog implements Proposer, LinearizableReader {

@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import type { Message } from "../../../src/gen/raft/v1/raft.js";
 import { PutRequest } from "../../../src/gen/testbed/kv/v1/kv.js";
 import { silentLogger } from "../../../src/log/logger.js";
 import { bootstrapState, joiningState } from "../../../src/raft/core/bootstrap.js";
@@ -14,40 +13,9 @@ import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
 import { ProposalDroppedError } from "../../../src/raft/runtime/errors.js";
 import { encodeMemberContext, type Membership } from "../../../src/raft/runtime/members.js";
 import { RaftNode } from "../../../src/raft/runtime/node.js";
-import type { Transport } from "../../../src/raft/runtime/types.js";
 import { KVStateMachine } from "../../../src/testbed/kv-state-machine.js";
+import { LoopbackTransport } from "../../helpers/loopback-transport.js";
 import { until } from "./transport-fixture.js";
-
-/** Delivers between RaftNodes of one process; remembers every membership the node handed it. */
-class LoopbackTransport implements Transport {
-  readonly views: Membership[] = [];
-
-  constructor(
-    private readonly self: number,
-    private readonly net: Map<number, RaftNode>,
-  ) {}
-
-  send(messages: Message[]): void {
-    for (const m of messages) {
-      setImmediate(() => {
-        const to = this.net.get(m.to);
-        if (!to) return this.net.get(this.self)?.onUnreachable(m.to);
-        to.onMessage(m);
-        if (m.snapshot?.metadata) this.net.get(this.self)?.onSnapshotStatus(m.to, true);
-      });
-    }
-  }
-
-  setMembers(membership: Membership): void {
-    this.views.push(membership);
-  }
-
-  get current(): Membership {
-    return this.views[this.views.length - 1]!;
-  }
-
-  async close(): Promise<void> {}
-}
 
 const put = (key: string, value: string) =>
   PutRequest.encode({ key, value: new TextEncoder().encode(value) }).finish();
