@@ -210,8 +210,8 @@ export class RuntimeSimulator {
       });
     } else if (roll === 1 && learners.length > 0) {
       this.clients.membership(m.id, run.proc, run.node.promote(this.pick(learners)!));
-    } else if (roll === 2 && (voters.length > 1 || learners.length > 0)) {
-      const target = this.pick(voters.length > 1 ? [...voters, ...learners] : learners)!;
+    } else if (roll === 2 && (voters.length > 2 || learners.length > 0)) {
+      const target = this.pick(voters.length > 2 ? [...voters, ...learners] : learners)!;
       this.clients.membership(m.id, run.proc, run.node.remove(target));
     } else {
       return;
