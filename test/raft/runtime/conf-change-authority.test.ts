@@ -17,21 +17,12 @@ import { PutRequest } from "../../../src/gen/testbed/kv/v1/kv.js";
 import { silentLogger } from "../../../src/log/logger.js";
 import { bootstrapState } from "../../../src/raft/core/bootstrap.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
-import { encodeMemberContext, type Membership } from "../../../src/raft/runtime/members.js";
+import { encodeMemberContext } from "../../../src/raft/runtime/members.js";
 import { RaftNode } from "../../../src/raft/runtime/node.js";
-import type { Transport } from "../../../src/raft/runtime/types.js";
 import { KVStateMachine } from "../../../src/testbed/kv-state-machine.js";
+import { LoopbackTransport } from "../../helpers/loopback-transport.js";
 import { CC, confChange, TestCluster } from "../harness.js";
 import { heartbeat, until } from "./transport-fixture.js";
-
-class RecordingTransport implements Transport {
-  readonly views: Membership[] = [];
-  send(_m: Message[]): void {}
-  setMembers(m: Membership): void {
-    this.views.push(m);
-  }
-  async close(): Promise<void> {}
-}
 
 const put = (k: string) => PutRequest.encode({ key: k, value: new TextEncoder().encode(k) }).finish();
 
@@ -58,7 +49,7 @@ describe("raft: membership changes are proposed on the leader only", function ()
       logger: silentLogger(),
       tickMs: 10,
     });
-    const transport = new RecordingTransport();
+    const transport = new LoopbackTransport(1, new Map());
     node.start(transport);
     await until("lead", () => node?.leaderId() === 1);
     await node.addLearner(2, { nodeId: "member-2", address: "a2" });

@@ -6,26 +6,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import type { Message } from "../../../src/gen/raft/v1/raft.js";
 import { PutRequest } from "../../../src/gen/testbed/kv/v1/kv.js";
 import { silentLogger } from "../../../src/log/logger.js";
 import { bootstrapState } from "../../../src/raft/core/bootstrap.js";
 import { DiskStorage } from "../../../src/raft/runtime/disk-storage.js";
 import { InboundGuard } from "../../../src/raft/runtime/inbound-guard.js";
-import { encodeMemberContext, type Membership } from "../../../src/raft/runtime/members.js";
+import { encodeMemberContext } from "../../../src/raft/runtime/members.js";
 import { RaftNode } from "../../../src/raft/runtime/node.js";
-import type { Transport } from "../../../src/raft/runtime/types.js";
 import { KVStateMachine } from "../../../src/testbed/kv-state-machine.js";
+import { LoopbackTransport } from "../../helpers/loopback-transport.js";
 import { heartbeat, until } from "./transport-fixture.js";
-
-class RecordingTransport implements Transport {
-  readonly views: Membership[] = [];
-  send(_m: Message[]): void {}
-  setMembers(m: Membership): void {
-    this.views.push(m);
-  }
-  async close(): Promise<void> {}
-}
 
 const put = (k: string) => PutRequest.encode({ key: k, value: new TextEncoder().encode(k) }).finish();
 
@@ -62,7 +52,7 @@ describe("raft runtime: the membership a restarted member starts with", function
 
   it("knows a member removed after the last snapshot is removed before its first round", async () => {
     const first = await open(false, 5);
-    first.start(new RecordingTransport());
+    first.start(new LoopbackTransport(1, new Map()));
     await until("lead", () => first.leaderId() === 1);
     await first.propose(put("x"));
     await first.addLearner(2, { nodeId: "member-2", address: "a2" });
@@ -72,7 +62,7 @@ describe("raft runtime: the membership a restarted member starts with", function
     nodes.splice(0);
 
     const again = await open(true, 100_000);
-    const transport = new RecordingTransport();
+    const transport = new LoopbackTransport(1, new Map());
     again.start(transport);
     const view0 = transport.views[0]!;
     expect(view0.members.has(2)).to.equal(false);
