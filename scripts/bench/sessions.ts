@@ -171,6 +171,7 @@ async function runManager(sessions: number, periodMs: number, windowS: number): 
           nodeCertLifetimeS: 3600,
           renewalGraceS: 3600,
           createdAtMs: at,
+          nextRaftId: 0,
         },
         firstNode: {
           id: "m1",

@@ -15,6 +15,8 @@ export interface NodeKeyAndCsr {
   privateKey: KeyObject;
   privateKeyPem: string;
   csrPem: string;
+  /** The same request, DER (what the CA service takes). */
+  csrDer: Uint8Array;
 }
 
 /** A CSR that passed checkNodeCsr: a proven-possession P-256 public key, nothing else. */
@@ -38,10 +40,12 @@ export function createNodeCsr(privateKey: KeyObject = generateP256Key()): NodeKe
     signatureAlgorithm: ecdsaWithSha256(),
     signature: new Uint8Array(signature).buffer,
   });
+  const der = new Uint8Array(AsnConvert.serialize(csr));
   return {
     privateKey,
     privateKeyPem: privateKeyToPem(privateKey),
-    csrPem: toPem("CERTIFICATE REQUEST", new Uint8Array(AsnConvert.serialize(csr))),
+    csrPem: toPem("CERTIFICATE REQUEST", der),
+    csrDer: der,
   };
 }
 

@@ -1,10 +1,10 @@
-// `init` and `run`: the node daemon in the foreground until SIGTERM or SIGINT, then a
-// graceful stop. The daemon's modules are imported here on demand, so admin commands
-// never load them.
+// `init`, `join` and `run`: the node daemon in the foreground until SIGTERM or SIGINT,
+// then a graceful stop. The daemon's modules are imported here on demand, so admin
+// commands never load them.
 
 import { resolve } from "node:path";
 import { MIN_NODE_CERT_LIFETIME_MS } from "../ca/profile.js";
-import type { Manager } from "../node/manager.js";
+import type { NodeDaemon } from "../node/daemon.js";
 import { parseDurationMs } from "./duration.js";
 
 export interface InitFlags {
@@ -15,9 +15,23 @@ export interface InitFlags {
   metrics?: string;
 }
 
+export interface JoinFlags {
+  stateDir: string;
+  token: string;
+  listen?: string;
+  advertise?: string;
+  metrics?: string;
+}
+
 export interface RunFlags {
   stateDir: string;
   metrics?: string;
+}
+
+/** Test and demo knob: a shorter session heartbeat period (ms), from the environment. */
+function heartbeatPeriodMs(): number | undefined {
+  const value = Number(process.env.NODECTL_HEARTBEAT_MS);
+  return Number.isInteger(value) && value >= 50 ? value : undefined;
 }
 
 /** Resolves with the exit status once the daemon stopped. */
@@ -38,14 +52,15 @@ export async function initCommand(flags: InitFlags): Promise<number> {
     certExpiryMs,
     logger,
   });
-  let manager: Manager;
+  let daemon: NodeDaemon;
   try {
-    manager = await node.Manager.start({
+    daemon = await node.NodeDaemon.start({
       stateDir,
       config,
       storage,
       metricsAddress: flags.metrics,
       logger: logger.child({ nodeId: config.nodeId }),
+      heartbeatPeriodMs: heartbeatPeriodMs(),
     });
   } catch (err) {
     // The manager never ran: leave the directory as init found it, so the same init can be retried.
@@ -57,7 +72,36 @@ export async function initCommand(flags: InitFlags): Promise<number> {
       `Admin commands: nodectl ls --state-dir ${stateDir}; ` +
       `join tokens: nodectl join-token worker --state-dir ${stateDir}\n`,
   );
-  return node.serveUntilSignal(manager, logger);
+  return node.serveUntilSignal(daemon, logger);
+}
+
+export async function joinCommand(manager: string, flags: JoinFlags): Promise<number> {
+  const stateDir = resolve(flags.stateDir);
+  const node = await import("../node/index.js");
+  const { createLogger } = await import("../log/logger.js");
+  if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
+  const logger = createLogger();
+  const joined = await node.joinNode({
+    stateDir,
+    token: flags.token,
+    manager,
+    listen: flags.listen,
+    advertise: flags.advertise,
+    logger,
+  });
+  const daemon = await node.NodeDaemon.start({
+    stateDir,
+    config: joined.config,
+    storage: joined.storage,
+    seeds: joined.seeds,
+    metricsAddress: flags.metrics,
+    logger: logger.child({ nodeId: joined.config.nodeId }),
+    heartbeatPeriodMs: heartbeatPeriodMs(),
+  });
+  process.stdout.write(
+    `Joined cluster ${joined.config.clusterId} as ${joined.config.role} ${joined.config.nodeId}.\n`,
+  );
+  return node.serveUntilSignal(daemon, logger);
 }
 
 export async function runCommand(flags: RunFlags): Promise<number> {
@@ -65,11 +109,12 @@ export async function runCommand(flags: RunFlags): Promise<number> {
   const { createLogger } = await import("../log/logger.js");
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
   const logger = createLogger();
-  const manager: Manager = await node.openManager({
+  const daemon = await node.openNode({
     stateDir: resolve(flags.stateDir),
     metricsAddress: flags.metrics,
     logger,
+    heartbeatPeriodMs: heartbeatPeriodMs(),
   });
-  process.stdout.write(`Manager ${manager.nodeId} of cluster ${manager.clusterId} running.\n`);
-  return node.serveUntilSignal(manager, logger);
+  process.stdout.write(`Node ${daemon.nodeId} (${daemon.role}) of cluster ${daemon.clusterId} running.\n`);
+  return node.serveUntilSignal(daemon, logger);
 }

@@ -3,7 +3,7 @@
 // of this file (dist/cli/main.js), so a call never compiles TypeScript.
 import { Argument, Command, CommanderError } from "commander";
 import { caStatus, inspectNode, joinToken, listNodes } from "./admin.js";
-import { initCommand, runCommand } from "./daemon.js";
+import { initCommand, joinCommand, runCommand } from "./daemon.js";
 import { describeFailure, EXIT_OK, EXIT_USAGE, exitStatusOf } from "./errors.js";
 
 const STATE_DIR_HELP = "a manager's state dir (default: $NODECTL_STATE_DIR)";
@@ -26,6 +26,23 @@ function program(setStatus: (status: number) => void): Command {
     .option("--cert-expiry <duration>", "node certificate lifetime, e.g. 24h, 90m (at least 1m)", "24h")
     .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics")
     .action(async (flags) => setStatus(await initCommand(flags)));
+
+  root
+    .command("join")
+    .description("join an existing cluster through one of its managers (foreground until SIGTERM/SIGINT)")
+    .argument("<manager>", "HOST:PORT of a manager (nodectl join-token prints their addresses)")
+    .requiredOption("--state-dir <dir>", "new, empty directory for this node's state")
+    .requiredOption(
+      "--token <token>",
+      "a join token (nodectl join-token worker|manager); it decides the role",
+    )
+    .option(
+      "--listen <host:port>",
+      "address to serve on: required for a manager, and to promote a worker later",
+    )
+    .option("--advertise <host:port>", "address other nodes dial (default: --listen)")
+    .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics")
+    .action(async (manager: string, flags) => setStatus(await joinCommand(manager, flags)));
 
   root
     .command("run")

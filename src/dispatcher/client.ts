@@ -36,6 +36,12 @@ export interface SessionClientOptions {
   logger: Logger;
   /** Until a manager says otherwise. */
   heartbeatPeriodMs?: number;
+  /**
+   * A manager's own node id: it holds its session on another manager whenever there is
+   * one, so that its liveness is watched by someone else (a manager holding its own
+   * session would never be seen down, nor would its orphaned nodes be adopted).
+   */
+  selfId?: string;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   random?: () => number;
@@ -94,7 +100,7 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
 
   private connect(avoid: string | undefined): void {
     if (this.stopped) return;
-    const manager = pickManager(this.managers, this.random, avoid);
+    const manager = pickManager(this.candidates(), this.random, avoid);
     if (!manager) {
       this.logger.error("no manager to connect to: the persisted managers list is empty");
       this.scheduleReconnect(undefined, undefined);
@@ -131,6 +137,7 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
           weight: x.weight,
         }));
         if (managers.length > 0) this.managers = managers;
+        this.leaveSelf(live);
         Promise.resolve(this.options.saveManagers(managers)).catch((error: unknown) =>
           this.logger.warn({ err: String(error) }, "could not persist the managers list"),
         );
@@ -147,6 +154,23 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
         this.emit("renew", m.value);
         return;
     }
+  }
+
+  /** The managers to pick from: never this node itself while another exists. */
+  private candidates(): WeightedManager[] {
+    const others = this.managers.filter((m) => m.nodeId !== this.options.selfId);
+    return others.length > 0 ? others : this.managers;
+  }
+
+  /** A manager whose session is on itself moves it once another manager is known. */
+  private leaveSelf(live: Live): void {
+    const selfId = this.options.selfId;
+    if (!selfId || live.manager.nodeId !== selfId || this.candidates().every((m) => m.nodeId === selfId))
+      return;
+    this.logger.info("moving this manager's own session to another manager");
+    this.teardown(live);
+    if (this.live === live) this.live = undefined;
+    this.connect(selfId);
   }
 
   private scheduleHeartbeat(live: Live): void {

@@ -2,7 +2,14 @@
 // functions, no I/O): the managers to connect to with their weights, the roots to
 // trust, and whether (and when) to renew its certificate.
 import type { Manager, RenewInstruction } from "../gen/dispatcher/v1/dispatcher.js";
-import { type Cluster, type Node, NodeStatus, Role, RotationPhase } from "../gen/fsm/v1/state.js";
+import {
+  type Cluster,
+  type Node,
+  NodeStatus,
+  RaftMembership,
+  Role,
+  RotationPhase,
+} from "../gen/fsm/v1/state.js";
 
 /** A manager the cluster believes is up gets this weight; a down one keeps a little, so a node
  * whose list holds only down managers still tries them. */
@@ -53,8 +60,12 @@ export function renewInstructionFor(
   spreadWindowMs: number,
   random: () => number,
 ): RenewInstruction | undefined {
-  if (node.desiredRole !== Role.ROLE_UNSPECIFIED && node.desiredRole !== node.role)
-    return { delayMs: 0, reason: "role" };
+  if (node.desiredRole !== Role.ROLE_UNSPECIFIED && node.desiredRole !== node.role) {
+    // A demoted manager renews as a worker only once the leader removed it from Raft
+    // (the CA refuses it before: its peers must keep accepting it while it is a member).
+    const leftRaft = node.membership === RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED;
+    if (node.desiredRole === Role.ROLE_MANAGER || leftRaft) return { delayMs: 0, reason: "role" };
+  }
   const rotation = cluster.rotation;
   const newKeyId = rotation?.newRoot?.keyId;
   if (

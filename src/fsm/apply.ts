@@ -64,8 +64,22 @@ export function createCluster(s: MutableState, index: number, c: CreateCluster, 
   requireId(first.id);
   if (first.role !== Role.ROLE_MANAGER)
     throw new FsmRefusal("INVALID_COMMAND", "the first node must be a manager");
-  putCluster(s, index, c.cluster, out);
+  const nextRaftId = Math.max(c.cluster.nextRaftId, first.raftId + 1);
+  putCluster(s, index, { ...c.cluster, nextRaftId }, out);
   putNode(s, index, first, out);
+}
+
+/**
+ * A manager certificate binds its node to a Raft member id; a node without one gets the
+ * next, in log order (every replica assigns the same). The node learns it with its
+ * certificate, and the leader adds it to Raft under it.
+ */
+function raftIdFor(s: MutableState, index: number, role: Role, current: number, out: Changes): number {
+  if (role !== Role.ROLE_MANAGER || current !== 0) return current;
+  const cluster = requireCluster(s);
+  const raftId = Math.max(cluster.nextRaftId, 1);
+  putCluster(s, index, { ...cluster, nextRaftId: raftId + 1 }, out);
+  return raftId;
 }
 
 export function recordIssuance(s: MutableState, index: number, c: RecordIssuance, out: Changes): void {
@@ -86,7 +100,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
         id: c.nodeId,
         role: c.role,
         desiredRole: c.role,
-        raftId: 0,
+        raftId: raftIdFor(s, index, c.role, 0, out),
         membership: RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED,
         status: NodeStatus.NODE_STATUS_UNSPECIFIED,
         statusChangedAtMs: c.atMs,
@@ -100,10 +114,11 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
     return;
   }
   if (!existing) throw new FsmRefusal("NODE_NOT_FOUND", `no node ${c.nodeId} in the cluster`);
+  const raftId = raftIdFor(s, index, c.role, existing.raftId, out);
   putNode(
     s,
     index,
-    { ...existing, role: c.role, certificate: c.certificate, address: c.address || existing.address },
+    { ...existing, role: c.role, raftId, certificate: c.certificate, address: c.address || existing.address },
     out,
   );
 }

@@ -21,6 +21,7 @@ import {
   type IssueNodeCertificateResponse,
   NodeCAServiceClient,
   type NodeCertificateStatusResponse,
+  type RaftBinding,
   type RenewNodeCertificateResponse,
 } from "../gen/ca/v1/ca.js";
 import { Role } from "../gen/fsm/v1/state.js";
@@ -72,6 +73,10 @@ export interface JoinedNode {
   /** The node certificate followed by the intermediates to serve with it. */
   certificateChainPem: string;
   trustBundlePem: string;
+  /** Managers: the Raft member id the log bound this node to, and the members to know. */
+  raft?: RaftBinding;
+  /** The node id of the manager that answered (its certificate's CN): the node's first session goes there. */
+  managerNodeId: string;
 }
 
 export async function joinCluster(options: JoinClusterOptions): Promise<JoinedNode> {
@@ -83,7 +88,11 @@ export async function joinCluster(options: JoinClusterOptions): Promise<JoinedNo
   // Throws ROOT_DIGEST_MISMATCH: nothing else is sent to a manager of another cluster or an impostor.
   checkRootDigest(token, root.raw);
   const clusterId = organizationOf(root);
-  const client = new NodeCAServiceClient(options.managerAddress, verifiedCredentials(rootPem, clusterId), {
+  let managerNodeId = "";
+  const credentials = verifiedCredentials(rootPem, clusterId, (id) => {
+    managerNodeId = id;
+  });
+  const client = new NodeCAServiceClient(options.managerAddress, credentials, {
     "grpc.ssl_target_name_override": "manager",
   });
   try {
@@ -115,6 +124,8 @@ export async function joinCluster(options: JoinClusterOptions): Promise<JoinedNo
       clusterId,
       certificateChainPem: chainPem,
       trustBundlePem: new TextDecoder().decode(status.trustBundlePem),
+      raft: status.raft,
+      managerNodeId,
     };
   } finally {
     client.close();
@@ -126,6 +137,8 @@ export interface RenewedCertificate {
   trustBundlePem: string;
   /** The role the cluster wants the node to have now. */
   role: NodeRole;
+  /** Managers: the Raft member id the log bound this node to, and the members to know. */
+  raft?: RaftBinding;
 }
 
 /** Renews over mutual TLS: `credentials` present the node's current certificate. */
@@ -149,6 +162,7 @@ export async function renewCertificate(options: {
       certificateChainPem: new TextDecoder().decode(response.certificateChainPem),
       trustBundlePem: new TextDecoder().decode(response.trustBundlePem),
       role: response.role === Role.ROLE_MANAGER ? "manager" : "worker",
+      raft: response.raft,
     };
   } finally {
     client.close();
@@ -173,11 +187,17 @@ async function fetchRootUnverified(address: string, deadline: number): Promise<s
 }
 
 /** Verified against the checked root; the server must be a manager of that cluster. */
-function verifiedCredentials(rootPem: string, clusterId: string): grpc.ChannelCredentials {
+function verifiedCredentials(
+  rootPem: string,
+  clusterId: string,
+  onServer: (nodeId: string) => void,
+): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(Buffer.from(rootPem), null, null, {
     checkServerIdentity: (_host: string, cert: PeerCertificate) => {
       const server = verifyServerNode(cert, clusterId, "manager");
-      return server instanceof Error ? server : undefined;
+      if (server instanceof Error) return server;
+      onServer(server.nodeId);
+      return undefined;
     },
   });
 }

@@ -32,7 +32,9 @@ export type IssuerRefusalCode =
   /** The log could not take the issuance now (no leader, timeout, stopping): retry. */
   | "UNAVAILABLE"
   /** A node id the cluster drew was taken (practically never): retry. */
-  | "ID_COLLISION";
+  | "ID_COLLISION"
+  /** A demoted manager asked for its worker certificate before the leader removed it from Raft: retry. */
+  | "RAFT_MEMBER";
 
 const GRPC_STATUS: Record<IssuerRefusalCode, grpc.status> = {
   TOKEN_INVALID: grpc.status.UNAUTHENTICATED,
@@ -47,6 +49,7 @@ const GRPC_STATUS: Record<IssuerRefusalCode, grpc.status> = {
   OVERLOADED: grpc.status.RESOURCE_EXHAUSTED,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   ID_COLLISION: grpc.status.ABORTED,
+  RAFT_MEMBER: grpc.status.UNAVAILABLE,
 };
 
 export class IssuerRefusal extends Error {

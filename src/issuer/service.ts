@@ -27,9 +27,10 @@ import {
   type NodeCAServiceServer,
   type NodeCertificateStatusRequest,
   type NodeCertificateStatusResponse,
+  type RaftBinding,
   type RenewNodeCertificateResponse,
 } from "../gen/ca/v1/ca.js";
-import { type Cluster, Role } from "../gen/fsm/v1/state.js";
+import { type Cluster, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { LinearizableReader, Proposer } from "../raft/runtime/seam.js";
 import { asIssuerRefusal, IssuerRefusal } from "./errors.js";
@@ -199,6 +200,16 @@ export class NodeCAIssuer {
       if (!node)
         throw new IssuerRefusal("NODE_NOT_FOUND", `no node ${nodeId} in the cluster: join it with a token`);
       const role = roleName(node.desiredRole);
+      // A demoted manager leaves Raft before it gets a worker certificate: while it is still a
+      // member its peers must keep accepting it (the leader's reconciler removes it first).
+      if (
+        node.desiredRole === Role.ROLE_WORKER &&
+        node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED
+      )
+        throw new IssuerRefusal(
+          "RAFT_MEMBER",
+          `node ${nodeId} is being demoted and is still a Raft member; it renews as a worker once removed (retry)`,
+        );
       const now = this.now();
       const issued = this.signer.issue(cluster, { csr, role, nodeId, now });
       const certificate = certificateFacts(issued);
@@ -220,6 +231,7 @@ export class NodeCAIssuer {
         certificateChainPem: encoder.encode(issued.chainPem),
         trustBundlePem: encoder.encode(this.signer.trustBundlePem(cluster)),
         role: node.desiredRole,
+        raft: raftBindingOf(this.options.state, nodeId),
       };
     }, signal);
   }
@@ -266,6 +278,7 @@ export class NodeCAIssuer {
         trustBundlePem: encoder.encode(this.signer.trustBundlePem(cluster)),
         clusterId: cluster.id,
         role: node.role,
+        raft: raftBindingOf(this.options.state, nodeId),
       });
     }
     call.end();
@@ -354,7 +367,21 @@ function statusMessage(state: IssuanceState): NodeCertificateStatusResponse {
     role: Role.ROLE_UNSPECIFIED,
     reasonCode: "",
     message: "",
+    raft: undefined,
   };
+}
+
+/** A manager's Raft member id (assigned in the log with its manager certificate) and the members it must know. */
+function raftBindingOf(state: ClusterState, nodeId: string): RaftBinding | undefined {
+  const node = state.node(nodeId);
+  if (!node || node.role !== Role.ROLE_MANAGER || node.raftId === 0) return undefined;
+  const peers = state
+    .nodes()
+    .filter(
+      (n) => n.id !== nodeId && n.raftId !== 0 && n.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED,
+    )
+    .map((n) => ({ raftId: n.raftId, nodeId: n.id, address: n.address }));
+  return { raftId: node.raftId, peers };
 }
 
 /** Aborted when the caller goes away, so a queued request or a status wait ends with it. */

@@ -28,11 +28,12 @@ export function loadNodeCredentials(
     );
   }
   const id = holder.currentIdentity;
-  if (id.nodeId !== config.nodeId || id.clusterId !== config.clusterId || id.role !== config.role)
+  // The role may differ: a crash between a role change's renewal and node.json; the daemon finishes it.
+  if (id.nodeId !== config.nodeId || id.clusterId !== config.clusterId)
     throw new NodeError(
       "STATE_DIR_FOREIGN",
-      `${paths.nodeCert} is ${id.role} ${id.nodeId} of cluster ${id.clusterId}, but node.json says ` +
-        `${config.role} ${config.nodeId} of ${config.clusterId}; nothing was changed. Put this node's own ` +
+      `${paths.nodeCert} is node ${id.nodeId} of cluster ${id.clusterId}, but node.json says ` +
+        `${config.nodeId} of ${config.clusterId}; nothing was changed. Put this node's own ` +
         "certificates back",
     );
   return holder;

@@ -1,4 +1,4 @@
-// Why the node daemon refused to start (or to create a state dir). One class, a closed
+// Why the node daemon refused to start, to join, or to go on. One class, a closed
 // list of stable codes; the CLI maps every NodeError to exit status 1 and prints its
 // message, which says what to do. Nothing was changed when one is thrown.
 
@@ -15,8 +15,10 @@ export const NODE_ERROR_CODES = [
   "ADDRESS_INVALID",
   /** An address is well formed but cannot be listened on (in use, not local). */
   "ADDRESS_UNAVAILABLE",
-  /** This build cannot run that kind of node yet (workers come with sessions). */
+  /** The node cannot take that role (promoted without a listen address). */
   "NOT_SUPPORTED",
+  /** The cluster removed this node: its state dir cannot come back. */
+  "NODE_REMOVED",
 ] as const;
 
 export type NodeErrorCode = (typeof NODE_ERROR_CODES)[number];

@@ -1,20 +1,23 @@
-// The daemon in the foreground: it runs until SIGTERM or SIGINT (or a fatal error of
-// its Raft member), then stops gracefully. Resolves with the exit status.
+// The daemon in the foreground: it runs until SIGTERM or SIGINT (or until it cannot go
+// on: removed from the cluster, its Raft member failed), then stops gracefully.
+// Resolves with the exit status.
 import type { Logger } from "../log/logger.js";
-import type { Manager } from "./manager.js";
+import type { NodeDaemon } from "./daemon.js";
 
-export function serveUntilSignal(manager: Manager, logger: Logger): Promise<number> {
+export function serveUntilSignal(daemon: NodeDaemon, logger: Logger): Promise<number> {
   return new Promise((resolve) => {
     let finishing = false;
-    const finish = (status: number, why: string, err?: unknown) => {
+    const finish = (status: number, why: string, err?: Error) => {
       if (finishing) return;
       finishing = true;
       process.off("SIGTERM", onSigterm);
       process.off("SIGINT", onSigint);
-      manager.raft.off("fatal", onFatal);
-      if (err) logger.error({ err }, why);
-      else logger.info({ reason: why }, "stopping");
-      manager.stop().then(
+      if (err) {
+        logger.error({ err }, why);
+        const code = (err as { code?: unknown }).code;
+        process.stderr.write(`nodectl: ${typeof code === "string" ? code : "FAILED"}: ${err.message}\n`);
+      } else logger.info({ reason: why }, "stopping");
+      daemon.stop().then(
         () => {
           logger.info("stopped");
           resolve(status);
@@ -27,9 +30,8 @@ export function serveUntilSignal(manager: Manager, logger: Logger): Promise<numb
     };
     const onSigterm = () => finish(0, "SIGTERM");
     const onSigint = () => finish(0, "SIGINT");
-    const onFatal = (err: unknown) => finish(1, "raft member failed", err);
     process.on("SIGTERM", onSigterm);
     process.on("SIGINT", onSigint);
-    manager.raft.on("fatal", onFatal);
+    daemon.onFatal((err) => finish(1, "the node cannot go on", err));
   });
 }

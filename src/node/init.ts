@@ -91,6 +91,7 @@ export async function initManager(options: InitOptions): Promise<InitializedMana
       nodeCertLifetimeS: Math.ceil(lifetimeMs / 1000),
       renewalGraceS: DEFAULT_RENEWAL_GRACE_S,
       createdAtMs: now.getTime(),
+      nextRaftId: 0,
     },
     firstNode: {
       id: nodeId,

@@ -1,23 +1,29 @@
-// A manager process: the one place its parts are wired together (DESIGN.md "Layers").
-// ClusterState replicated by a RaftNode over the member-bound GrpcTransport, one TLS
-// gRPC server (Raft, health; every call through the NodeAuthorizer), the control API
-// on control.sock, optional metrics, and the cluster's creation on a new cluster.
+// A manager's parts, wired together (DESIGN.md "Layers"): ClusterState replicated by a
+// RaftNode over the member-bound GrpcTransport; one TLS gRPC server (Raft, the CA
+// service, worker sessions, health; every call through one NodeAuthorizer); the
+// control API on control.sock; the membership reconciler; and the cluster's creation
+// on a new cluster. The node daemon (daemon.ts) owns it: it starts one when the node
+// is or becomes a manager and stops it on a demotion.
 // start() undoes what it did when a later step fails; stop() closes everything it
 // started, so the process exits on its own.
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { NodeAuthorizer, type TlsCredentialHolder } from "../ca/index.js";
 import { ControlApi, ControlEndpoint, shutdown } from "../control/index.js";
+import { Dispatcher } from "../dispatcher/index.js";
 import { ClusterState } from "../fsm/index.js";
+import { NodeCAServiceService } from "../gen/ca/v1/ca.js";
+import { DispatcherServiceService } from "../gen/dispatcher/v1/dispatcher.js";
 import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
+import { NodeCAIssuer } from "../issuer/index.js";
 import type { Logger } from "../log/logger.js";
 import type { DiskStorage } from "../raft/runtime/disk-storage.js";
 import { GrpcTransport, RAFT_SERVER_OPTIONS } from "../raft/runtime/grpc-transport.js";
+import type { MemberBinding } from "../raft/runtime/members.js";
 import { RaftNode } from "../raft/runtime/node.js";
 import { ClusterCreation } from "./cluster-creation.js";
-import { loadNodeCredentials } from "./credentials.js";
 import { NodeError } from "./errors.js";
-import { NodeMetrics } from "./metrics.js";
+import { MembershipReconciler } from "./membership.js";
 import { managerPolicy } from "./policy.js";
 import type { NodeConfig } from "./state-dir.js";
 import { stateDirPaths } from "./state-dir.js";
@@ -25,10 +31,15 @@ import { stateDirPaths } from "./state-dir.js";
 export interface ManagerOptions {
   stateDir: string;
   config: NodeConfig;
-  /** Opened (and locked) by the caller: created by init, or opened by run. */
+  /** Opened (and locked) by the caller: created by init or a join/promotion, or opened by run. */
   storage: DiskStorage;
-  metricsAddress?: string;
+  /** The node's TLS identity, owned by the daemon (renewals replace it in place). */
+  credentials: TlsCredentialHolder;
+  /** A manager joining with an empty log: the members that admitted it, by Raft id. */
+  seeds?: ReadonlyMap<number, MemberBinding>;
   logger: Logger;
+  /** Tunables of the session service (tests shorten the heartbeat period). */
+  heartbeatPeriodMs?: number;
 }
 
 const SERVER_GRACE_MS = 1_000;
@@ -36,6 +47,9 @@ const SERVER_GRACE_MS = 1_000;
 export class Manager {
   readonly raft: RaftNode;
   readonly state = new ClusterState();
+  /** Set once wired: worker sessions held here (for metrics and the daemon). */
+  dispatcher: Dispatcher | undefined;
+  issuer: NodeCAIssuer | undefined;
   private readonly closers: (() => Promise<void> | void)[] = [];
   private stopping: Promise<void> | undefined;
 
@@ -82,11 +96,10 @@ export class Manager {
   }
 
   private async wire(): Promise<void> {
-    const { config, logger } = this.options;
+    const { config, logger, credentials } = this.options;
     const paths = stateDirPaths(this.options.stateDir);
     let raftStarted = false;
     this.closers.push(() => (raftStarted ? this.raft.stop() : this.options.storage.close()));
-    const credentials = loadNodeCredentials(paths, config, logger);
 
     const authorizer = new NodeAuthorizer({
       clusterId: config.clusterId,
@@ -104,9 +117,29 @@ export class Manager {
         }),
       events: this.raft,
       logger,
+      seeds: this.options.seeds,
     });
+    const issuer = new NodeCAIssuer({
+      state: this.state,
+      raft: this.raft,
+      callerIdentity: (call) => authorizer.peerIdentity(call),
+      logger,
+    });
+    this.issuer = issuer;
+    this.closers.push(() => issuer.close());
+    const dispatcher = new Dispatcher({
+      selfNodeId: config.nodeId,
+      state: this.state,
+      log: this.raft,
+      authorizer,
+      leadership: this.raft,
+      logger,
+      heartbeatPeriodMs: this.options.heartbeatPeriodMs,
+    });
+    this.dispatcher = dispatcher;
+    this.closers.push(() => dispatcher.close());
     const health = new HealthImplementation({ "": "NOT_SERVING" });
-    await this.serve(credentials, authorizer, transport, health);
+    await this.serve(authorizer, transport, issuer, dispatcher, health);
 
     const control = new ControlEndpoint(
       paths.controlSocket,
@@ -116,14 +149,11 @@ export class Manager {
     await control.start();
     this.closers.push(() => control.stop());
 
-    if (this.options.metricsAddress) {
-      const metrics = new NodeMetrics(this.raft);
-      this.closers.push(() => metrics.close());
-      await metrics.listen(this.options.metricsAddress, logger);
-    }
-
     this.raft.start(transport);
     raftStarted = true;
+    const reconciler = new MembershipReconciler(this.raft, this.state, logger);
+    this.closers.push(() => reconciler.stop());
+    reconciler.start();
     const creation = new ClusterCreation(
       paths.pendingCluster,
       config.clusterId,
@@ -138,6 +168,7 @@ export class Manager {
     logger.info(
       {
         nodeId: config.nodeId,
+        raftId: config.raftId,
         clusterId: config.clusterId,
         listen: config.listen,
         control: paths.controlSocket,
@@ -147,9 +178,10 @@ export class Manager {
   }
 
   private async serve(
-    credentials: TlsCredentialHolder,
     authorizer: NodeAuthorizer,
     transport: GrpcTransport,
+    issuer: NodeCAIssuer,
+    dispatcher: Dispatcher,
     health: HealthImplementation,
   ): Promise<void> {
     const server = new grpc.Server({ ...RAFT_SERVER_OPTIONS, interceptors: [authorizer.interceptor()] });
@@ -157,6 +189,8 @@ export class Manager {
       RaftTransportServiceService,
       transport.service((call) => authorizer.peerIdentity(call)?.nodeId),
     );
+    server.addService(NodeCAServiceService, issuer.service());
+    server.addService(DispatcherServiceService, dispatcher.service());
     health.addToServer(server);
     const listen = this.options.config.listen;
     await new Promise<number>((resolve, reject) =>
@@ -164,7 +198,7 @@ export class Manager {
       // later the root fetch and the token-bearing join) are the only ones that do without.
       server.bindAsync(
         listen,
-        credentials.serverCredentials({ requireClientCertificate: false }),
+        this.options.credentials.serverCredentials({ requireClientCertificate: false }),
         (err, port) =>
           err
             ? reject(

@@ -12,6 +12,8 @@ export const NODE_CONFIG_VERSION = 1;
 export interface ManagerAddress {
   nodeId: string;
   address: string;
+  /** The weight the last session push gave it (relative chance of being picked). */
+  weight?: number;
 }
 
 /** node.json. */
@@ -22,9 +24,9 @@ export interface NodeConfig {
   role: "manager" | "worker";
   /** Managers: this node's Raft member id. */
   raftId: number;
-  /** Where this node serves (managers: Raft, CA, sessions). */
+  /** Where this node serves (managers: Raft, CA, sessions); "" for a worker joined without --listen. */
   listen: string;
-  /** Where other nodes dial it. */
+  /** Where other nodes dial it ("" when it does not serve). */
   advertise: string;
   /** The managers this node knows, for reconnecting (workers) and as a seed list. */
   managers: ManagerAddress[];
@@ -103,8 +105,11 @@ function validateConfig(path: string, value: unknown): NodeConfig {
       `${path} has version ${String(c.version)}, not ${NODE_CONFIG_VERSION}: it was written by another ` +
         "version of nodectl; run that version",
     );
-  for (const key of ["nodeId", "clusterId", "listen", "advertise"] as const)
+  for (const key of ["nodeId", "clusterId"] as const)
     if (typeof c[key] !== "string" || c[key] === "") throw corrupt(path, `"${key}" is missing`);
+  // A worker joined without --listen serves nothing: both empty.
+  for (const key of ["listen", "advertise"] as const)
+    if (typeof c[key] !== "string") throw corrupt(path, `"${key}" is missing`);
   if (c.role !== "manager" && c.role !== "worker") throw corrupt(path, `"role" is not manager or worker`);
   if (typeof c.raftId !== "number" || !Number.isInteger(c.raftId) || c.raftId < 0)
     throw corrupt(path, `"raftId" is not a member id`);

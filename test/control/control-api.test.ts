@@ -52,6 +52,7 @@ function createCluster(state: ClusterState, root: RootCA): void {
           nodeCertLifetimeS: 3600,
           renewalGraceS: 0,
           createdAtMs: 1_000,
+          nextRaftId: 0,
         },
         firstNode: {
           id: "alpha",

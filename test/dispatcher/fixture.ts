@@ -160,6 +160,7 @@ export class TestCluster {
           nodeCertLifetimeS: 3600,
           renewalGraceS: 3600,
           createdAtMs: at,
+          nextRaftId: 0,
         },
         firstNode: this.nodeRecord(first.nodeId, Role.ROLE_MANAGER, first.address, first.raftId, at),
       },

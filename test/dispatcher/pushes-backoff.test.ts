@@ -44,6 +44,7 @@ const cluster = (rotation?: Cluster["rotation"]): Cluster => ({
   nodeCertLifetimeS: 3600,
   renewalGraceS: 0,
   createdAtMs: 0,
+  nextRaftId: 0,
 });
 
 /** A deterministic sequence in [0, 1). */

@@ -36,6 +36,7 @@ export function createCluster(): Command {
         nodeCertLifetimeS: 86_400,
         renewalGraceS: 7 * 86_400,
         createdAtMs: 1_000,
+        nextRaftId: 0,
       },
       firstNode: firstManager(),
     },

@@ -301,6 +301,7 @@ describe("issuer: the CA service (gRPC over loopback TLS, one-member Raft on dis
         clusterId: ca.clusterId,
         certificateChainPem: stranger.chainPem,
         trustBundlePem: ca.root.certificatePem,
+        managerNodeId: "",
       },
       privateKeyPem,
     );

@@ -180,6 +180,7 @@ function createClusterCommand(root: RootCA, first: ManagerIdentity): Operation {
         nodeCertLifetimeS: 86_400,
         renewalGraceS: 7 * 86_400,
         createdAtMs: now,
+        nextRaftId: 0,
       },
       firstNode: {
         id: first.nodeId,

@@ -32,6 +32,7 @@ function cluster(old: RootCA, next?: RootCA): Cluster {
     nodeCertLifetimeS: 3600,
     renewalGraceS: 0,
     createdAtMs: 1,
+    nextRaftId: 0,
   };
 }
 

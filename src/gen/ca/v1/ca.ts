@@ -69,6 +69,25 @@ export interface NodeCertificateStatusRequest {
   nodeId: string;
 }
 
+/**
+ * A Raft member a new manager must know before its own (empty) log tells it: whoever
+ * admitted it says who is who (the transport's seeds).
+ */
+export interface RaftPeer {
+  raftId: number;
+  nodeId: string;
+  address: string;
+}
+
+/**
+ * For a manager certificate: the Raft member id the log bound the node to, and the
+ * current members, so it can start Raft and wait to be added as a learner.
+ */
+export interface RaftBinding {
+  raftId: number;
+  peers: RaftPeer[];
+}
+
 export interface NodeCertificateStatusResponse {
   state: IssuanceState;
   /** ISSUED: the node's certificate followed by the intermediates to serve with it. */
@@ -80,6 +99,8 @@ export interface NodeCertificateStatusResponse {
   /** REFUSED: a stable reason code and what to do. */
   reasonCode: string;
   message: string;
+  /** ISSUED, managers only. */
+  raft: RaftBinding | undefined;
 }
 
 export interface RenewNodeCertificateRequest {
@@ -91,6 +112,8 @@ export interface RenewNodeCertificateResponse {
   certificateChainPem: Uint8Array;
   trustBundlePem: Uint8Array;
   role: Role;
+  /** Managers only. */
+  raft: RaftBinding | undefined;
 }
 
 function createBaseGetRootCACertificateRequest(): GetRootCACertificateRequest {
@@ -392,6 +415,152 @@ export const NodeCertificateStatusRequest: MessageFns<NodeCertificateStatusReque
   },
 };
 
+function createBaseRaftPeer(): RaftPeer {
+  return { raftId: 0, nodeId: "", address: "" };
+}
+
+export const RaftPeer: MessageFns<RaftPeer> = {
+  encode(message: RaftPeer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.raftId !== 0) {
+      writer.uint32(8).uint64(message.raftId);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(18).string(message.nodeId);
+    }
+    if (message.address !== "") {
+      writer.uint32(26).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftPeer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftPeer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.raftId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RaftPeer>, I>>(base?: I): RaftPeer {
+    return RaftPeer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RaftPeer>, I>>(object: I): RaftPeer {
+    const message = createBaseRaftPeer();
+    message.raftId = object.raftId ?? 0;
+    message.nodeId = object.nodeId ?? "";
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseRaftBinding(): RaftBinding {
+  return { raftId: 0, peers: [] };
+}
+
+export const RaftBinding: MessageFns<RaftBinding> = {
+  encode(message: RaftBinding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.raftId !== 0) {
+      writer.uint32(8).uint64(message.raftId);
+    }
+    for (const v of message.peers) {
+      RaftPeer.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftBinding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftBinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.raftId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.peers.push(RaftPeer.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RaftBinding>, I>>(base?: I): RaftBinding {
+    return RaftBinding.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RaftBinding>, I>>(object: I): RaftBinding {
+    const message = createBaseRaftBinding();
+    message.raftId = object.raftId ?? 0;
+    message.peers = object.peers?.map((e) => RaftPeer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseNodeCertificateStatusResponse(): NodeCertificateStatusResponse {
   return {
     state: 0,
@@ -401,6 +570,7 @@ function createBaseNodeCertificateStatusResponse(): NodeCertificateStatusRespons
     role: 0,
     reasonCode: "",
     message: "",
+    raft: undefined,
   };
 }
 
@@ -426,6 +596,9 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
     }
     if (message.message !== "") {
       writer.uint32(58).string(message.message);
+    }
+    if (message.raft !== undefined) {
+      RaftBinding.encode(message.raft, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -499,6 +672,14 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
             message.message = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.raft = RaftBinding.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -525,6 +706,9 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
     message.role = object.role ?? 0;
     message.reasonCode = object.reasonCode ?? "";
     message.message = object.message ?? "";
+    message.raft = (object.raft !== undefined && object.raft !== null)
+      ? RaftBinding.fromPartial(object.raft)
+      : undefined;
     return message;
   },
 };
@@ -585,7 +769,7 @@ export const RenewNodeCertificateRequest: MessageFns<RenewNodeCertificateRequest
 };
 
 function createBaseRenewNodeCertificateResponse(): RenewNodeCertificateResponse {
-  return { certificateChainPem: new Uint8Array(0), trustBundlePem: new Uint8Array(0), role: 0 };
+  return { certificateChainPem: new Uint8Array(0), trustBundlePem: new Uint8Array(0), role: 0, raft: undefined };
 }
 
 export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateResponse> = {
@@ -598,6 +782,9 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
     }
     if (message.role !== 0) {
       writer.uint32(24).int32(message.role);
+    }
+    if (message.raft !== undefined) {
+      RaftBinding.encode(message.raft, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -639,6 +826,14 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
             message.role = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.raft = RaftBinding.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -659,6 +854,9 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
     message.certificateChainPem = object.certificateChainPem ?? new Uint8Array(0);
     message.trustBundlePem = object.trustBundlePem ?? new Uint8Array(0);
     message.role = object.role ?? 0;
+    message.raft = (object.raft !== undefined && object.raft !== null)
+      ? RaftBinding.fromPartial(object.raft)
+      : undefined;
     return message;
   },
 };
@@ -850,6 +1048,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

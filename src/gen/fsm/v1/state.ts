@@ -87,6 +87,12 @@ export interface Cluster {
   /** How long after its certificate expired a node may still renew it (day-2 renewal). */
   renewalGraceS: number;
   createdAtMs: number;
+  /**
+   * The Raft member id the next manager certificate issued to a node without one binds it
+   * to. Assigned in apply (log order), never reused: a demoted and re-promoted node joins
+   * Raft under a new id, so no stale message of its earlier membership can count for it.
+   */
+  nextRaftId: number;
 }
 
 export interface Certificate {
@@ -404,6 +410,7 @@ function createBaseCluster(): Cluster {
     nodeCertLifetimeS: 0,
     renewalGraceS: 0,
     createdAtMs: 0,
+    nextRaftId: 0,
   };
 }
 
@@ -429,6 +436,9 @@ export const Cluster: MessageFns<Cluster> = {
     }
     if (message.createdAtMs !== 0) {
       writer.uint32(56).uint64(message.createdAtMs);
+    }
+    if (message.nextRaftId !== 0) {
+      writer.uint32(64).uint64(message.nextRaftId);
     }
     return writer;
   },
@@ -502,6 +512,14 @@ export const Cluster: MessageFns<Cluster> = {
             message.createdAtMs = longToNumber(reader.uint64());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.nextRaftId = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -530,6 +548,7 @@ export const Cluster: MessageFns<Cluster> = {
     message.nodeCertLifetimeS = object.nodeCertLifetimeS ?? 0;
     message.renewalGraceS = object.renewalGraceS ?? 0;
     message.createdAtMs = object.createdAtMs ?? 0;
+    message.nextRaftId = object.nextRaftId ?? 0;
     return message;
   },
 };

@@ -1,0 +1,135 @@
+// Keeps the Raft configuration in line with the replicated state (DESIGN.md "Role
+// changes and removal"). It runs on every manager and acts only on the leader, one
+// change at a time (Raft takes membership changes one at a time anyway):
+// - a node holding a manager certificate, wanted as a manager, with a Raft id the log
+//   assigned, and not in the configuration: added as a learner (bound to its node id
+//   and address), then promoted to voter once caught up (RaftNode.promote retries);
+// - a manager whose desired role is worker (demote): removed from the configuration;
+//   if it is this leader, leadership goes to another voter first, whose own
+//   reconciler then removes it, so a demotion costs no election;
+// - each node's recorded membership follows the configuration (SetRaftMembership), so
+//   `ls`, the CA (a demoted node's worker certificate waits for it) and the dispatcher
+//   see where it stands.
+// Every pass starts from the state and the configuration as they are now, so a leader
+// change or a crash between two steps is repaired by the next pass.
+import { type ClusterState, proposeCommand } from "../fsm/index.js";
+import { type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
+import type { Logger } from "../log/logger.js";
+import type { RaftNode } from "../raft/runtime/node.js";
+
+const PASS_INTERVAL_MS = 500;
+
+export class MembershipReconciler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly raft: RaftNode,
+    private readonly state: ClusterState,
+    logger: Logger,
+  ) {
+    this.logger = logger.child({ component: "membership" });
+  }
+
+  start(): void {
+    this.unsubscribe.push(this.state.watch(() => this.kick()));
+    this.unsubscribe.push(this.raft.onLeadershipChange(() => this.kick()));
+    this.timer = setInterval(() => this.kick(), PASS_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    for (const off of this.unsubscribe.splice(0)) off();
+    await this.running;
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err: unknown) =>
+        this.logger.warn({ err: (err as Error).message }, "membership change failed; retrying"),
+      )
+      .finally(() => {
+        this.running = undefined;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** At most one configuration change or one recorded-membership fix per pass. */
+  private async pass(): Promise<void> {
+    if (!this.raft.leadership().isSelf || !this.state.cluster()) return;
+    const status = this.raft.status();
+    const voters = new Set(status.voters);
+    const learners = new Set(status.learners);
+    for (const node of this.state.nodes()) {
+      if (this.stopped) return;
+      const inConfig = voters.has(node.raftId) || learners.has(node.raftId);
+      if (wantsRaft(node) && !inConfig) {
+        this.logger.info({ nodeId: node.id, raftId: node.raftId }, "adding a manager to Raft as a learner");
+        await this.raft.addLearner(node.raftId, { nodeId: node.id, address: node.address });
+        return this.record(node, RaftMembership.RAFT_MEMBERSHIP_LEARNER);
+      }
+      if (wantsRaft(node) && learners.has(node.raftId)) {
+        this.logger.info({ nodeId: node.id, raftId: node.raftId }, "promoting a caught-up learner to voter");
+        await this.raft.promote(node.raftId);
+        return this.record(node, RaftMembership.RAFT_MEMBERSHIP_VOTER);
+      }
+      if (node.desiredRole === Role.ROLE_WORKER && node.raftId !== 0 && inConfig) {
+        if (node.raftId === status.id) return this.handOver(node, [...voters]);
+        this.logger.info({ nodeId: node.id, raftId: node.raftId }, "removing a demoted manager from Raft");
+        await this.raft.remove(node.raftId);
+        return this.record(node, RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED);
+      }
+      const recorded = inConfig
+        ? voters.has(node.raftId)
+          ? RaftMembership.RAFT_MEMBERSHIP_VOTER
+          : RaftMembership.RAFT_MEMBERSHIP_LEARNER
+        : node.desiredRole === Role.ROLE_WORKER && node.raftId !== 0
+          ? RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED
+          : node.membership;
+      if (recorded !== node.membership) return this.record(node, recorded);
+    }
+  }
+
+  /** This leader is being demoted: leadership goes first to a voter that is up. */
+  private handOver(self: Node, voters: number[]): void {
+    const up = new Set(
+      this.state
+        .nodes()
+        .filter((n) => n.status !== NodeStatus.NODE_STATUS_DOWN)
+        .map((n) => n.raftId),
+    );
+    const target =
+      voters.find((v) => v !== self.raftId && up.has(v)) ?? voters.find((v) => v !== self.raftId);
+    if (target === undefined) return;
+    this.logger.info({ target }, "this leader is being demoted: transferring leadership first");
+    // Retried by the next pass while this member still leads (a target that has not
+    // applied its own promotion yet ignores the request).
+    this.raft.transferLeadership(target);
+  }
+
+  private async record(node: Node, membership: RaftMembership): Promise<void> {
+    await proposeCommand(this.raft, {
+      $case: "setRaftMembership",
+      value: { nodeId: node.id, raftId: node.raftId, membership },
+    });
+  }
+}
+
+/** A node the cluster wants in Raft: a manager certificate, wanted as a manager, bound to a Raft id. */
+function wantsRaft(node: Node): boolean {
+  return node.role === Role.ROLE_MANAGER && node.desiredRole === Role.ROLE_MANAGER && node.raftId !== 0;
+}
