@@ -1,6 +1,7 @@
 // A tiny gRPC service for the TLS tests, defined by hand with Buffer
-// serializers so no proto is needed: who am I (as the server sees me), a
-// ticking server stream, and methods with different authorization policies.
+// serializers so no proto is needed: who am I (as the server sees me), ticking
+// server streams, a bidi echo (shaped like a Raft stream), a slow unary call, and
+// methods with different authorization policies.
 import * as grpc from "@grpc/grpc-js";
 import { checkNodeCsr, createNodeCsr } from "../../src/ca/csr.js";
 import { parseNodeCertificate } from "../../src/ca/node-identity.js";
@@ -11,19 +12,27 @@ import type { NodeTlsIdentity } from "../../src/ca/tls/credential-holder.js";
 export const ECHO = {
   whoami: "/test.Echo/Whoami",
   ticks: "/test.Echo/Ticks",
+  managerTicks: "/test.Echo/ManagerTicks",
+  chat: "/test.Echo/Chat",
+  slow: "/test.Echo/Slow",
   managerOnly: "/test.Echo/ManagerOnly",
   public: "/test.Echo/Public",
   unlisted: "/test.Echo/Unlisted",
 } as const;
 
 export const TICK_PERIOD_MS = 20;
+export const SLOW_CALL_MS = 300;
 
 const identity = (b: Buffer): Buffer => b;
 
-function method(path: string, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> {
+function method(
+  path: string,
+  responseStream: boolean,
+  requestStream = false,
+): grpc.MethodDefinition<Buffer, Buffer> {
   return {
     path,
-    requestStream: false,
+    requestStream,
     responseStream,
     requestSerialize: identity,
     requestDeserialize: identity,
@@ -35,6 +44,9 @@ function method(path: string, responseStream: boolean): grpc.MethodDefinition<Bu
 const definition: grpc.ServiceDefinition = {
   Whoami: method(ECHO.whoami, false),
   Ticks: method(ECHO.ticks, true),
+  ManagerTicks: method(ECHO.managerTicks, true),
+  Chat: method(ECHO.chat, true, true),
+  Slow: method(ECHO.slow, false),
   ManagerOnly: method(ECHO.managerOnly, false),
   Public: method(ECHO.public, false),
   Unlisted: method(ECHO.unlisted, false),
@@ -46,7 +58,53 @@ function peerSerial(call: grpc.ServerUnaryCall<Buffer, Buffer>): Buffer {
   return Buffer.from(raw ? parseNodeCertificate(raw).serialNumber : "none");
 }
 
-const handlers: grpc.UntypedServiceImplementation = {
+/** What the handlers saw, per server: the ends of streams as the handler side sees them. */
+export interface EchoServerObservations {
+  /** 'cancelled' events seen by stream handlers (grpc-js 1.14 emits one on every end, an OK status included). */
+  streamsCancelled: number;
+  /** Slow unary calls that reached their handler. */
+  slowCallsStarted: number;
+  /** Called right after the Chat handler ended its call (the client half-closed). */
+  afterChatEnded?: () => void;
+}
+
+function ticking(observations: EchoServerObservations) {
+  return (call: grpc.ServerWritableStream<Buffer, Buffer>): void => {
+    let tick = 0;
+    const timer = setInterval(() => call.write(Buffer.from(String(tick++))), TICK_PERIOD_MS);
+    const stop = (): void => clearInterval(timer);
+    call.on("cancelled", () => {
+      observations.streamsCancelled++;
+      stop();
+    });
+    call.on("close", stop);
+    call.on("error", stop);
+  };
+}
+
+function handlers(observations: EchoServerObservations): grpc.UntypedServiceImplementation {
+  return {
+    ...unaryHandlers,
+    Slow: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      observations.slowCallsStarted++;
+      const serial = peerSerial(call);
+      setTimeout(() => callback(null, serial), SLOW_CALL_MS);
+    },
+    Ticks: ticking(observations),
+    ManagerTicks: ticking(observations),
+    Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on("data", (message: Buffer) => call.write(message));
+      call.on("end", () => {
+        call.end();
+        observations.afterChatEnded?.();
+      });
+      call.on("cancelled", () => observations.streamsCancelled++);
+      call.on("error", () => {});
+    },
+  };
+}
+
+const unaryHandlers: grpc.UntypedServiceImplementation = {
   Whoami: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
     callback(null, peerSerial(call));
   },
@@ -59,19 +117,12 @@ const handlers: grpc.UntypedServiceImplementation = {
   Unlisted: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
     callback(null, Buffer.from("unlisted"));
   },
-  Ticks: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-    let tick = 0;
-    const timer = setInterval(() => call.write(Buffer.from(String(tick++))), TICK_PERIOD_MS);
-    const stop = (): void => clearInterval(timer);
-    call.on("cancelled", stop);
-    call.on("close", stop);
-    call.on("error", stop);
-  },
 };
 
 export interface RunningServer {
   port: number;
   target: string;
+  observations: EchoServerObservations;
   close(): Promise<void>;
 }
 
@@ -80,13 +131,15 @@ export async function startEchoServer(
   interceptors: grpc.ServerInterceptor[] = [],
 ): Promise<RunningServer> {
   const server = new grpc.Server({ interceptors });
-  server.addService(definition, handlers);
+  const observations: EchoServerObservations = { streamsCancelled: 0, slowCallsStarted: 0 };
+  server.addService(definition, handlers(observations));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync("127.0.0.1:0", credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   });
   return {
     port,
     target: `127.0.0.1:${port}`,
+    observations,
     close: () =>
       new Promise((resolve) => {
         server.forceShutdown();
@@ -134,12 +187,17 @@ export async function callExpectingError(client: grpc.Client, path: string): Pro
   }
 }
 
-export function openTicks(client: grpc.Client): grpc.ClientReadableStream<Buffer> {
-  return client.makeServerStreamRequest(ECHO.ticks, identity, identity, Buffer.alloc(0));
+export function openTicks(client: grpc.Client, path: string = ECHO.ticks): grpc.ClientReadableStream<Buffer> {
+  return client.makeServerStreamRequest(path, identity, identity, Buffer.alloc(0));
+}
+
+export function openChat(client: grpc.Client): grpc.ClientDuplexStream<Buffer, Buffer> {
+  return client.makeBidiStreamRequest(ECHO.chat, identity, identity);
 }
 
 export interface IssuedNode extends NodeTlsIdentity {
   serialNumber: string;
+  notAfter: Date;
 }
 
 /** A node key, CSR and certificate from `ca`, as the node would hold them. */
@@ -157,5 +215,10 @@ export function issueNode(
     lifetimeMs: options.lifetimeMs,
     now: options.now,
   });
-  return { privateKeyPem, certificateChainPem: issued.chainPem, serialNumber: issued.serialNumber };
+  return {
+    privateKeyPem,
+    certificateChainPem: issued.chainPem,
+    serialNumber: issued.serialNumber,
+    notAfter: issued.notAfter,
+  };
 }
