@@ -92,7 +92,8 @@ describe("control API: promote, demote, rm on a three-manager Raft cluster", fun
     expect(message).to.contain("w-down").and.contain("w-up");
   });
 
-  it("a prefix that names one node is that node", async () => {
+  it("a prefix that names one node is that node (inspect too)", async () => {
+    expect((await on("follower").inspectNode("w-sp")).id).to.equal("w-spare");
     const answer = await on("follower").promoteNode("w-sp");
     expect(answer.node?.id).to.equal("w-spare");
     expect(answer.unchanged).to.equal(false);
