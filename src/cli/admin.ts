@@ -21,8 +21,13 @@ export function resolveStateDir(options: AdminOptions): string {
   return resolve(dir);
 }
 
+/** The control connection of the manager the options name (refused at once without a control.sock). */
+export function openControl(options: AdminOptions): ControlConnection {
+  return ControlConnection.open(resolveStateDir(options));
+}
+
 async function withControl<T>(options: AdminOptions, run: (c: ControlConnection) => Promise<T>): Promise<T> {
-  return run(ControlConnection.open(resolveStateDir(options)));
+  return run(openControl(options));
 }
 
 function print(text: string): void {

@@ -5,15 +5,36 @@ import { Argument, Command, CommanderError } from "commander";
 import { caStatus, inspectNode, joinToken, listNodes } from "./admin.js";
 import { initCommand, joinCommand, runCommand } from "./daemon.js";
 import { describeFailure, EXIT_OK, EXIT_USAGE, exitStatusOf } from "./errors.js";
+import { demoteNodes, promoteNodes, removeNodes } from "./node-writes.js";
 
 const STATE_DIR_HELP = "a manager's state dir (default: $NODECTL_STATE_DIR)";
+const IDS_HELP = "node ids, or the start of one that names a single node";
+const ROOT_HELP_AFTER = `
+Admin commands (ls, inspect, promote, demote, rm, join-token, ca status) talk to a running
+manager through its state dir's control.sock: give --state-dir DIR or set NODECTL_STATE_DIR.
+Exit status: 0 success; 1 refused or failed (stderr says why and what to do); 2 usage error.`;
+const PROMOTE_HELP_AFTER = `
+The node must have been joined with --listen (a manager serves Raft, the CA and sessions).
+promote returns once the change is recorded; the node then renews as a manager, joins Raft
+as a learner and becomes a voter once caught up: follow it with nodectl ls.
+Promoting a manager, or a node being promoted, succeeds and changes nothing.`;
+const DEMOTE_HELP_AFTER = `
+Refused (exit 1, nothing changed) for the last manager, and when the remaining voting
+managers would not have a ready majority (the refusal names the ones that are not ready).
+A leader being demoted hands over leadership first; the node leaves Raft and renews as a
+worker: follow it with nodectl ls. Demoting a worker succeeds and changes nothing.`;
+const RM_HELP_AFTER = `
+Refused (exit 1, nothing changed) for a manager (demote it first) and, without --force, for
+a node that is up. A removed node's session is closed and managers refuse its certificate;
+it cannot come back (join a new node instead). Removing a removed node succeeds.`;
 
 function program(setStatus: (status: number) => void): Command {
   const root = new Command()
     .name("nodectl")
     .description("A Raft-replicated certificate-authority control plane")
     .exitOverride()
-    .showHelpAfterError("(nodectl --help shows the commands)");
+    .showHelpAfterError("(nodectl --help shows the commands)")
+    .addHelpText("after", ROOT_HELP_AFTER);
 
   root
     .command("init")
@@ -65,6 +86,31 @@ function program(setStatus: (status: number) => void): Command {
     .option("--state-dir <dir>", STATE_DIR_HELP)
     .option("--json", "print a JSON object")
     .action((id: string, flags) => inspectNode(id, flags));
+
+  root
+    .command("promote")
+    .description("make workers managers (each id in turn)")
+    .argument("<id...>", IDS_HELP)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .addHelpText("after", PROMOTE_HELP_AFTER)
+    .action(async (ids: string[], flags) => setStatus(await promoteNodes(ids, flags)));
+
+  root
+    .command("demote")
+    .description("make managers workers (each id in turn)")
+    .argument("<id...>", IDS_HELP)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .addHelpText("after", DEMOTE_HELP_AFTER)
+    .action(async (ids: string[], flags) => setStatus(await demoteNodes(ids, flags)));
+
+  root
+    .command("rm")
+    .description("remove nodes from the cluster (each id in turn)")
+    .argument("<id...>", IDS_HELP)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .option("-f, --force", "remove a node even while it is up (its session is closed at once)")
+    .addHelpText("after", RM_HELP_AFTER)
+    .action(async (ids: string[], flags) => setStatus(await removeNodes(ids, flags)));
 
   root
     .command("join-token")

@@ -12,12 +12,17 @@ import type { BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   CaStatusRequest,
   CaStatusResponse,
+  DemoteNodeRequest,
   GetJoinTokenRequest,
   GetJoinTokenResponse,
   InspectNodeRequest,
   ListNodesRequest,
   ListNodesResponse,
   NodeView,
+  PromoteNodeRequest,
+  RemoveNodeRequest,
+  RemoveNodeResponse,
+  RoleChangeResponse,
 } from "../gen/control/v1/messages.js";
 
 export const CONTROL_SOCKET_NAME = "control.sock";
@@ -73,6 +78,18 @@ export class ControlConnection {
 
   caStatus(): Promise<CaStatusResponse> {
     return this.call("CaStatus", CaStatusRequest, {}, CaStatusResponse);
+  }
+
+  promoteNode(id: string): Promise<RoleChangeResponse> {
+    return this.call("PromoteNode", PromoteNodeRequest, { id }, RoleChangeResponse);
+  }
+
+  demoteNode(id: string): Promise<RoleChangeResponse> {
+    return this.call("DemoteNode", DemoteNodeRequest, { id }, RoleChangeResponse);
+  }
+
+  removeNode(id: string, force: boolean): Promise<RemoveNodeResponse> {
+    return this.call("RemoveNode", RemoveNodeRequest, { id, force }, RemoveNodeResponse);
   }
 
   /** One unary call on its own HTTP/2 connection, closed when it ends. */

@@ -12,24 +12,32 @@ import type {
   GetJoinTokenRequest,
   GetJoinTokenResponse,
   NodeView,
+  RemoveNodeResponse,
+  RoleChangeResponse,
 } from "../gen/control/v1/messages.js";
 import { type Cluster, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { RaftService } from "../raft/runtime/seam.js";
 import { asControlError, ClusterNotReadyError, ControlError } from "./errors.js";
+import { lookupNode } from "./node-lookup.js";
+import { NodeWrites } from "./node-writes.js";
 import { nodeView, roleFromName, roleName } from "./views.js";
 
 export interface ControlApiOptions {
   raft: RaftService;
   state: ClusterState;
   logger: Logger;
+  /** Milliseconds since the epoch, for timestamps that travel in commands (default Date.now). */
+  now?: () => number;
 }
 
 export class ControlApi {
   private readonly log: Logger;
+  private readonly writes: NodeWrites;
 
   constructor(private readonly options: ControlApiOptions) {
     this.log = options.logger.child({ component: "control" });
+    this.writes = new NodeWrites(options, this.log);
   }
 
   async listNodes(): Promise<NodeView[]> {
@@ -42,13 +50,28 @@ export class ControlApi {
   async inspectNode(id: string): Promise<NodeView> {
     return this.read((state, leader) => {
       requireCluster(state);
-      const node = state.node(id);
-      if (!node) {
-        const removed = state.removedNode(id) ? " (it was removed from the cluster)" : "";
-        throw new ControlError("NODE_NOT_FOUND", `no node ${id}${removed}; nodectl ls lists the nodes`);
-      }
-      return nodeView(node, leader);
+      const found = lookupNode(state, id);
+      if (found.kind === "removed")
+        throw new ControlError(
+          "NODE_NOT_FOUND",
+          `no node ${id} (it was removed from the cluster); nodectl ls lists the nodes`,
+        );
+      return nodeView(found.node, leader);
     });
+  }
+
+  /** Desired role manager; the node's daemon and the leader's reconciler do the rest. */
+  promoteNode(id: string): Promise<RoleChangeResponse> {
+    return this.writes.promote(id);
+  }
+
+  /** Desired role worker, unless that loses the last manager or a ready quorum. */
+  demoteNode(id: string): Promise<RoleChangeResponse> {
+    return this.writes.demote(id);
+  }
+
+  removeNode(id: string, force: boolean): Promise<RemoveNodeResponse> {
+    return this.writes.remove(id, force);
   }
 
   async getJoinToken(request: GetJoinTokenRequest): Promise<GetJoinTokenResponse> {
@@ -100,6 +123,9 @@ export class ControlApi {
       inspectNode: unary(this.log, "InspectNode", (req) => this.inspectNode(req.id)),
       getJoinToken: unary(this.log, "GetJoinToken", (req) => this.getJoinToken(req)),
       caStatus: unary(this.log, "CaStatus", () => this.caStatus()),
+      promoteNode: unary(this.log, "PromoteNode", (req) => this.promoteNode(req.id)),
+      demoteNode: unary(this.log, "DemoteNode", (req) => this.demoteNode(req.id)),
+      removeNode: unary(this.log, "RemoveNode", (req) => this.removeNode(req.id, req.force)),
     };
   }
 

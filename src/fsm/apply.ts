@@ -13,6 +13,7 @@ import type {
   SetRaftMembership,
 } from "../gen/fsm/v1/commands.js";
 import { type Cluster, type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
+import { demotionRefusal } from "./demotion.js";
 import { FsmRefusal } from "./errors.js";
 import type { ChangeEvent } from "./events.js";
 import { joinSecretSha256, MAX_ROTATED_SECRETS } from "./join-secret.js";
@@ -146,6 +147,10 @@ export function setDesiredRole(s: MutableState, index: number, c: SetDesiredRole
   const node = requireNode(s, c.nodeId);
   requireRole(c.desiredRole, "the desired role");
   if (node.desiredRole === c.desiredRole) return;
+  if (c.desiredRole === Role.ROLE_WORKER) {
+    const refusal = demotionRefusal([...s.nodes.values()], node);
+    if (refusal) throw refusal;
+  }
   putNode(s, index, { ...node, desiredRole: c.desiredRole }, out);
 }
 

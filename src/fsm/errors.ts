@@ -9,6 +9,10 @@ export const FSM_ERROR_CODES = [
   "NODE_REMOVED",
   "NODE_IS_MANAGER",
   "NODE_UP",
+  /** A demotion of the last node whose desired role is manager. */
+  "LAST_MANAGER",
+  /** A demotion that would leave the remaining voting managers without a ready majority. */
+  "QUORUM_AT_RISK",
   "RAFT_ID_IN_USE",
   "INVALID_COMMAND",
   /** A join's token secret matches no current secret of its role (and was never rotated). */

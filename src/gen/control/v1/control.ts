@@ -20,12 +20,17 @@ import {
 import {
   CaStatusRequest,
   CaStatusResponse,
+  DemoteNodeRequest,
   GetJoinTokenRequest,
   GetJoinTokenResponse,
   InspectNodeRequest,
   ListNodesRequest,
   ListNodesResponse,
   NodeView,
+  PromoteNodeRequest,
+  RemoveNodeRequest,
+  RemoveNodeResponse,
+  RoleChangeResponse,
 } from "./messages.js";
 
 export const protobufPackage = "control.v1";
@@ -78,6 +83,37 @@ export const ControlService = {
     responseSerialize: (value: CaStatusResponse): Buffer => Buffer.from(CaStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CaStatusResponse => CaStatusResponse.decode(value),
   },
+  /**
+   * Writes: each returns once its command is applied (not once the node changed role).
+   * A refusal changes nothing and carries its code in the x-nodectl-reason trailer.
+   */
+  promoteNode: {
+    path: "/control.v1.Control/PromoteNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteNodeRequest): Buffer => Buffer.from(PromoteNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteNodeRequest => PromoteNodeRequest.decode(value),
+    responseSerialize: (value: RoleChangeResponse): Buffer => Buffer.from(RoleChangeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RoleChangeResponse => RoleChangeResponse.decode(value),
+  },
+  demoteNode: {
+    path: "/control.v1.Control/DemoteNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DemoteNodeRequest): Buffer => Buffer.from(DemoteNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DemoteNodeRequest => DemoteNodeRequest.decode(value),
+    responseSerialize: (value: RoleChangeResponse): Buffer => Buffer.from(RoleChangeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RoleChangeResponse => RoleChangeResponse.decode(value),
+  },
+  removeNode: {
+    path: "/control.v1.Control/RemoveNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveNodeRequest): Buffer => Buffer.from(RemoveNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveNodeRequest => RemoveNodeRequest.decode(value),
+    responseSerialize: (value: RemoveNodeResponse): Buffer => Buffer.from(RemoveNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveNodeResponse => RemoveNodeResponse.decode(value),
+  },
 } as const;
 
 export interface ControlServer extends UntypedServiceImplementation {
@@ -85,6 +121,13 @@ export interface ControlServer extends UntypedServiceImplementation {
   inspectNode: handleUnaryCall<InspectNodeRequest, NodeView>;
   getJoinToken: handleUnaryCall<GetJoinTokenRequest, GetJoinTokenResponse>;
   caStatus: handleUnaryCall<CaStatusRequest, CaStatusResponse>;
+  /**
+   * Writes: each returns once its command is applied (not once the node changed role).
+   * A refusal changes nothing and carries its code in the x-nodectl-reason trailer.
+   */
+  promoteNode: handleUnaryCall<PromoteNodeRequest, RoleChangeResponse>;
+  demoteNode: handleUnaryCall<DemoteNodeRequest, RoleChangeResponse>;
+  removeNode: handleUnaryCall<RemoveNodeRequest, RemoveNodeResponse>;
 }
 
 export interface ControlClient extends Client {
@@ -147,6 +190,55 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CaStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Writes: each returns once its command is applied (not once the node changed role).
+   * A refusal changes nothing and carries its code in the x-nodectl-reason trailer.
+   */
+  promoteNode(
+    request: PromoteNodeRequest,
+    callback: (error: ServiceError | null, response: RoleChangeResponse) => void,
+  ): ClientUnaryCall;
+  promoteNode(
+    request: PromoteNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RoleChangeResponse) => void,
+  ): ClientUnaryCall;
+  promoteNode(
+    request: PromoteNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RoleChangeResponse) => void,
+  ): ClientUnaryCall;
+  demoteNode(
+    request: DemoteNodeRequest,
+    callback: (error: ServiceError | null, response: RoleChangeResponse) => void,
+  ): ClientUnaryCall;
+  demoteNode(
+    request: DemoteNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RoleChangeResponse) => void,
+  ): ClientUnaryCall;
+  demoteNode(
+    request: DemoteNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RoleChangeResponse) => void,
+  ): ClientUnaryCall;
+  removeNode(
+    request: RemoveNodeRequest,
+    callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
+  ): ClientUnaryCall;
+  removeNode(
+    request: RemoveNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
+  ): ClientUnaryCall;
+  removeNode(
+    request: RemoveNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
   ): ClientUnaryCall;
 }
 
