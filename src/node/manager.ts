@@ -8,12 +8,13 @@
 // started, so the process exits on its own.
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { NodeAuthorizer, type TlsCredentialHolder } from "../ca/index.js";
+import { NodeAuthorizer, type NodeRole, type TlsCredentialHolder } from "../ca/index.js";
 import { ControlApi, ControlEndpoint, shutdown } from "../control/index.js";
 import { Dispatcher } from "../dispatcher/index.js";
-import { ClusterState } from "../fsm/index.js";
+import { type ChangeEvent, ClusterState } from "../fsm/index.js";
 import { NodeCAServiceService } from "../gen/ca/v1/ca.js";
 import { DispatcherServiceService } from "../gen/dispatcher/v1/dispatcher.js";
+import { type Node, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
 import { NodeCAIssuer } from "../issuer/index.js";
 import type { Logger } from "../log/logger.js";
@@ -43,6 +44,28 @@ export interface ManagerOptions {
 }
 
 const SERVER_GRACE_MS = 1_000;
+
+/**
+ * The role the cluster grants a node now: a demoted manager is a worker as soon as it
+ * left Raft (its Raft streams close then), before its worker certificate exists.
+ */
+function grantedRole(node: Node | undefined): NodeRole | undefined {
+  if (!node) return undefined;
+  const leftRaft =
+    node.desiredRole === Role.ROLE_WORKER && node.membership === RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED;
+  return node.role === Role.ROLE_MANAGER && !leftRaft ? "manager" : "worker";
+}
+
+/** The nodes a batch of changes touched; undefined (all) after a snapshot install. */
+function touchedNodes(events: readonly ChangeEvent[]): string[] | undefined {
+  const ids: string[] = [];
+  for (const e of events) {
+    if (e.kind === "restored") return undefined;
+    if (e.kind === "node") ids.push(e.node.id);
+    else if (e.kind === "nodeRemoved") ids.push(e.removed.id);
+  }
+  return ids;
+}
 
 export class Manager {
   readonly raft: RaftNode;
@@ -104,8 +127,19 @@ export class Manager {
     const authorizer = new NodeAuthorizer({
       clusterId: config.clusterId,
       isNodeRemoved: (nodeId) => this.state.removedNode(nodeId) !== undefined,
+      currentRole: (nodeId) => grantedRole(this.state.node(nodeId)),
+      recordedNotAfter: (nodeId) => {
+        const notAfterMs = this.state.node(nodeId)?.certificate?.notAfterMs;
+        return notAfterMs === undefined ? undefined : new Date(notAfterMs);
+      },
       logger,
       policy: managerPolicy(),
+    });
+    // Open streams are authorized again whenever what they were authorized on changes.
+    const unwatch = this.state.watch((events) => authorizer.reauthorize(touchedNodes(events)));
+    this.closers.push(() => {
+      unwatch();
+      authorizer.close();
     });
     const transport = new GrpcTransport({
       selfId: config.raftId,

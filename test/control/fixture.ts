@@ -209,6 +209,7 @@ export class ControlCluster {
           nodeCertLifetimeS: CERT_LIFETIME_MS / 1000,
           renewalGraceS: 0,
           createdAtMs: now,
+          nextRaftId: 0,
         },
         firstNode: {
           id: "m1",
