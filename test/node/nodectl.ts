@@ -42,11 +42,11 @@ export class Daemon {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(args: string[]) {
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, LOG_FORMAT: "json" },
+      env: { ...process.env, LOG_FORMAT: "json", ...env },
     });
     this.child.stdout?.on("data", (b: Buffer) => this.output.push(b.toString()));
     this.child.stderr?.on("data", (b: Buffer) => this.output.push(b.toString()));

@@ -1,0 +1,177 @@
+// A cluster of real nodectl processes on loopback, driven as users drive it: `init`,
+// `join` with tokens, admin commands over a manager's control.sock, metrics over HTTP.
+// Every daemon is a child process this fixture owns: stop() ends them all (SIGTERM,
+// SIGKILL past a deadline) and removes the state dirs.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect } from "chai";
+import { Daemon, freePort, nodectl, waitUntil } from "./nodectl.js";
+
+export interface LsNode {
+  id: string;
+  role: string;
+  desiredRole: string;
+  status: string;
+  leader: boolean;
+  address: string | null;
+  certificate: { serial: string; notAfter: string; issuerKeyId: string } | null;
+  session: { managerId: string; connectedAt: string } | null;
+}
+
+export interface NodeProc {
+  name: string;
+  stateDir: string;
+  listen?: string;
+  metricsPort: number;
+  daemon: Daemon;
+  /** Filled once the node is known (node.json). */
+  nodeId: string;
+}
+
+export interface ClusterOptions {
+  heartbeatMs?: number;
+  certExpiry?: string;
+}
+
+export class ProcessCluster {
+  readonly base = mkdtempSync(join(tmpdir(), "nodectl-cluster-"));
+  readonly nodes = new Map<string, NodeProc>();
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(private readonly options: ClusterOptions = {}) {
+    this.env = { NODECTL_HEARTBEAT_MS: String(options.heartbeatMs ?? 300) };
+  }
+
+  node(name: string): NodeProc {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  async init(name: string): Promise<NodeProc> {
+    const stateDir = join(this.base, name);
+    const listen = `127.0.0.1:${await freePort()}`;
+    const metricsPort = await freePort();
+    const args = [
+      "init",
+      "--state-dir",
+      stateDir,
+      "--listen",
+      listen,
+      "--metrics",
+      `127.0.0.1:${metricsPort}`,
+    ];
+    if (this.options.certExpiry) args.push("--cert-expiry", this.options.certExpiry);
+    const proc = { name, stateDir, listen, metricsPort, daemon: new Daemon(args, this.env), nodeId: "" };
+    this.nodes.set(name, proc);
+    await waitUntil(`${name} to lead its new cluster`, 20_000, async () =>
+      (await this.ls(name)).some((n) => n.leader) ? true : undefined,
+    );
+    proc.nodeId = (await this.nodeIdOf(stateDir)) ?? "";
+    return proc;
+  }
+
+  /** Starts `nodectl join` through `via` (a manager's name); resolves once node.json exists. */
+  async join(
+    name: string,
+    role: "worker" | "manager",
+    via: string,
+    listen = role === "manager",
+  ): Promise<NodeProc> {
+    const token = await this.token(via, role);
+    const stateDir = join(this.base, name);
+    const address = listen ? `127.0.0.1:${await freePort()}` : undefined;
+    const metricsPort = await freePort();
+    const args = ["join", "--state-dir", stateDir, "--token", token, "--metrics", `127.0.0.1:${metricsPort}`];
+    if (address) args.push("--listen", address);
+    args.push(this.node(via).listen ?? "");
+    const proc = {
+      name,
+      stateDir,
+      listen: address,
+      metricsPort,
+      daemon: new Daemon(args, this.env),
+      nodeId: "",
+    };
+    this.nodes.set(name, proc);
+    proc.nodeId = await waitUntil(`${name} to join`, 20_000, async () => {
+      if (!proc.daemon.running) throw new Error(`join exited:\n${proc.daemon.log}`);
+      return this.nodeIdOf(stateDir);
+    });
+    return proc;
+  }
+
+  /** `nodectl run` from the node's state dir (after a stop or a kill). */
+  run(name: string): NodeProc {
+    const proc = this.node(name);
+    proc.daemon = new Daemon(
+      ["run", "--state-dir", proc.stateDir, "--metrics", `127.0.0.1:${proc.metricsPort}`],
+      this.env,
+    );
+    return proc;
+  }
+
+  async token(via: string, role: string, ...flags: string[]): Promise<string> {
+    const r = await nodectl([
+      "join-token",
+      role,
+      "--quiet",
+      "--state-dir",
+      this.node(via).stateDir,
+      ...flags,
+    ]);
+    expect(r.status, r.stderr).to.equal(0);
+    return r.stdout.trim();
+  }
+
+  async ls(via: string): Promise<LsNode[]> {
+    const r = await nodectl(["ls", "--json", "--state-dir", this.node(via).stateDir]);
+    if (r.status !== 0) throw new Error(`ls through ${via} failed (${r.status}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as LsNode[];
+  }
+
+  /** ls once every listed node is ready and `count` are listed. */
+  allReady(via: string, count: number, deadlineMs = 30_000): Promise<LsNode[]> {
+    return waitUntil(`${count} nodes ready (through ${via})`, deadlineMs, async () => {
+      const nodes = await this.ls(via);
+      return nodes.length === count && nodes.every((n) => n.status === "ready") ? nodes : undefined;
+    });
+  }
+
+  async inspect(
+    via: string,
+    id: string,
+  ): Promise<{ raftId: number | null; membership: string | null; role: string }> {
+    const r = await nodectl(["inspect", id, "--json", "--state-dir", this.node(via).stateDir]);
+    if (r.status !== 0) throw new Error(`inspect failed: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  }
+
+  async metric(name: string, metric: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.node(name).metricsPort}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`${metric} `));
+    if (!line) throw new Error(`${name} exports no ${metric}`);
+    return Number(line.split(" ")[1]);
+  }
+
+  /** The name of the node with this id. */
+  nameOf(id: string): string {
+    for (const n of this.nodes.values()) if (n.nodeId === id) return n.name;
+    throw new Error(`no node with id ${id}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((n) => n.daemon.stop().catch(() => n.daemon.kill())));
+    rmSync(this.base, { recursive: true, force: true });
+  }
+
+  private async nodeIdOf(stateDir: string): Promise<string | undefined> {
+    try {
+      const { readFile } = await import("node:fs/promises");
+      return (JSON.parse(await readFile(join(stateDir, "node.json"), "utf8")) as { nodeId: string }).nodeId;
+    } catch {
+      return undefined;
+    }
+  }
+}
