@@ -118,3 +118,15 @@ export async function runCommand(flags: RunFlags): Promise<number> {
   process.stdout.write(`Node ${daemon.nodeId} (${daemon.role}) of cluster ${daemon.clusterId} running.\n`);
   return node.serveUntilSignal(daemon, logger);
 }
+
+export async function leaveCommand(flags: { stateDir: string }): Promise<number> {
+  const node = await import("../node/index.js");
+  const { createLogger } = await import("../log/logger.js");
+  const stateDir = resolve(flags.stateDir);
+  const nodeId = await node.leaveCluster(stateDir, createLogger({}, { level: "warn" }));
+  process.stdout.write(
+    `Node ${nodeId} left the cluster: its session is closed and its certificates are refused. ` +
+      `Its daemon stops on its own; ${stateDir} can be deleted.\n`,
+  );
+  return 0;
+}

@@ -3,7 +3,7 @@
 // of this file (dist/cli/main.js), so a call never compiles TypeScript.
 import { Argument, Command, CommanderError } from "commander";
 import { caStatus, inspectNode, joinToken, listNodes } from "./admin.js";
-import { initCommand, joinCommand, runCommand } from "./daemon.js";
+import { initCommand, joinCommand, leaveCommand, runCommand } from "./daemon.js";
 import { describeFailure, EXIT_OK, EXIT_USAGE, exitStatusOf } from "./errors.js";
 import { demoteNodes, promoteNodes, removeNodes } from "./node-writes.js";
 
@@ -64,6 +64,12 @@ function program(setStatus: (status: number) => void): Command {
     .option("--advertise <host:port>", "address other nodes dial (default: --listen)")
     .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics")
     .action(async (manager: string, flags) => setStatus(await joinCommand(manager, flags)));
+
+  root
+    .command("leave")
+    .description("this node leaves its cluster (a manager must be demoted first); its daemon then stops")
+    .requiredOption("--state-dir <dir>", "the node's state dir")
+    .action(async (flags) => setStatus(await leaveCommand(flags)));
 
   root
     .command("run")

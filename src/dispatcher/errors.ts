@@ -13,6 +13,10 @@ export const DISPATCHER_ERROR_CODES = [
   "DISPATCHER_STOPPED",
   "CERT_MISSING",
   "CERT_EXPIRED",
+  /** A manager asked to leave: it must be demoted first. */
+  "NODE_IS_MANAGER",
+  /** The log did not take the removal (no leader, timeout): retry. */
+  "UNAVAILABLE",
 ] as const;
 
 export type DispatcherErrorCode = (typeof DISPATCHER_ERROR_CODES)[number];
@@ -43,6 +47,18 @@ export class DispatcherRefusal extends Error {
 }
 
 export const refusals = {
+  isManager: (nodeId: string) =>
+    new DispatcherRefusal(
+      "NODE_IS_MANAGER",
+      grpc.status.FAILED_PRECONDITION,
+      `node ${nodeId} is a manager: demote it first (nodectl demote ${nodeId} on a manager), then leave`,
+    ),
+  unavailable: (why: string) =>
+    new DispatcherRefusal(
+      "UNAVAILABLE",
+      grpc.status.UNAVAILABLE,
+      `the cluster did not take the change (${why}); retry`,
+    ),
   sessionLimit: (max: number, retryAfterMs: number) =>
     new DispatcherRefusal(
       "SESSION_LIMIT",

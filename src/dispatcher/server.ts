@@ -6,11 +6,13 @@
 import { randomBytes } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import type { AuthorizationPolicy, NodeAuthorizer } from "../ca/index.js";
-import type { ChangeEvent, ClusterState, CommandLog } from "../fsm/index.js";
+import { type ChangeEvent, type ClusterState, type CommandLog, proposeCommand } from "../fsm/index.js";
 import type {
   DispatcherServiceServer,
   HeartbeatRequest,
   HeartbeatResponse,
+  LeaveRequest,
+  LeaveResponse,
   Manager,
   SessionMessage,
   SessionRequest,
@@ -18,7 +20,7 @@ import type {
 import { type Node, NodeStatus, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { LeadershipEvents } from "../raft/runtime/seam.js";
-import { type DispatcherRefusal, refusals } from "./errors.js";
+import { DispatcherRefusal, refusals } from "./errors.js";
 import { LivenessTracker, TransitionBatcher } from "./liveness.js";
 import {
   managerListOf,
@@ -32,6 +34,7 @@ import {
 export const DISPATCHER_POLICY: AuthorizationPolicy = {
   "/dispatcher.v1.DispatcherService/Session": { roles: ["worker", "manager"] },
   "/dispatcher.v1.DispatcherService/Heartbeat": { roles: ["worker", "manager"] },
+  "/dispatcher.v1.DispatcherService/Leave": { roles: ["worker", "manager"] },
 };
 
 export interface DispatcherOptions {
@@ -120,6 +123,13 @@ export class Dispatcher {
     return {
       session: (call) => this.openSession(call),
       heartbeat: (call, callback) => callback(...this.heartbeat(call)),
+      leave: (call, callback) => {
+        this.leave(call).then(
+          (nodeId) => callback(null, { nodeId }),
+          (error: unknown) =>
+            callback(asServiceError(error instanceof DispatcherRefusal ? error : this.leaveFailed(error))),
+        );
+      },
     };
   }
 
@@ -211,6 +221,33 @@ export class Dispatcher {
     this.liveness.heard(nodeId);
     this.heartbeatsReceived++;
     return [null, { heartbeatPeriodMs: this.periodMs }];
+  }
+
+  /** The caller removes itself, as `rm --force` would; its session closes with the removal. */
+  private async leave(call: grpc.ServerUnaryCall<LeaveRequest, LeaveResponse>): Promise<string> {
+    const nodeId = this.options.authorizer.peerIdentity(call)?.nodeId;
+    if (!nodeId) throw refusals.certMissing();
+    const node = this.options.state.node(nodeId);
+    if (!node) throw refusals.unknownNode(nodeId);
+    if (node.role === Role.ROLE_MANAGER || node.desiredRole === Role.ROLE_MANAGER)
+      throw refusals.isManager(nodeId);
+    try {
+      await proposeCommand(this.options.log, {
+        $case: "removeNode",
+        value: { nodeId, force: true, atMs: this.now() },
+      });
+    } catch (error) {
+      // Promoted between the check and the entry: apply refused it, nothing changed.
+      if ((error as { code?: unknown }).code === "NODE_IS_MANAGER") throw refusals.isManager(nodeId);
+      throw error;
+    }
+    this.logger.info({ nodeId }, "node left the cluster");
+    return nodeId;
+  }
+
+  private leaveFailed(error: unknown): DispatcherRefusal {
+    this.logger.warn({ err: String(error) }, "a leave was not recorded");
+    return refusals.unavailable(error instanceof Error ? error.message : String(error));
   }
 
   // ---- pushes ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ export { NODE_ERROR_CODES, NodeError, type NodeErrorCode } from "./errors.js";
 export { serveUntilSignal } from "./foreground.js";
 export { discardInit, type InitializedManager, type InitOptions, initManager } from "./init.js";
 export { type JoinedNodeState, type JoinOptions, joinNode } from "./join.js";
+export { LeaveError, leaveCluster } from "./leave.js";
 export { Manager, type ManagerOptions } from "./manager.js";
 export { openNode } from "./run.js";
 export { type NodeConfig, readNodeConfig, stateDirPaths } from "./state-dir.js";

@@ -218,6 +218,36 @@ describe("fsm: the replicated cluster state", () => {
     expect(s.nodeByRaftId(2)).to.equal(undefined);
   });
 
+  it("a manager certificate assigns the next Raft id in log order; a demoted node's id is never reused", () => {
+    const renew = (nodeId: string, role: Role, atMs: number) =>
+      cmd({
+        $case: "recordIssuance",
+        value: {
+          nodeId,
+          role,
+          join: false,
+          address: "",
+          atMs,
+          joinSecretSha256: "",
+          certificate: { serial: `r-${atMs}`, notAfterMs: atMs + 60_000, issuerKeyId: "aa", der: new Uint8Array() },
+        },
+      });
+    const s = newState(createCluster(), join("m2", Role.ROLE_MANAGER), join("w1"));
+    expect(s.node("m2")!.raftId).to.equal(2);
+    expect(s.node("w1")!.raftId).to.equal(0);
+    // A renewal of a manager keeps its id; a worker renewed as a manager (promotion) gets the next.
+    s.applyCommand(10, renew("m2", Role.ROLE_MANAGER, 3_000));
+    expect(s.node("m2")!.raftId).to.equal(2);
+    s.applyCommand(11, renew("w1", Role.ROLE_MANAGER, 3_000));
+    expect(s.node("w1")!.raftId).to.equal(3);
+    // Demoted: it leaves Raft (id cleared), renews as a worker, is promoted again: a new id.
+    s.applyCommand(12, cmd({ $case: "setRaftMembership", value: { nodeId: "w1", raftId: 3, membership: 0 } }));
+    s.applyCommand(13, renew("w1", Role.ROLE_WORKER, 4_000));
+    s.applyCommand(14, renew("w1", Role.ROLE_MANAGER, 5_000));
+    expect(s.node("w1")!.raftId).to.equal(4);
+    expect(s.cluster()!.nextRaftId).to.equal(5);
+  });
+
   it("prunes a removed node only once its certificate expired more than the grace window ago", () => {
     const s = newState(
       createCluster(),

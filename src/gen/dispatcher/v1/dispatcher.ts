@@ -34,6 +34,13 @@ export const protobufFileName = "dispatcher/v1/dispatcher.proto";
  * identifies it.
  */
 
+export interface LeaveRequest {
+}
+
+export interface LeaveResponse {
+  nodeId: string;
+}
+
 export interface SessionRequest {
 }
 
@@ -95,6 +102,104 @@ export interface HeartbeatResponse {
   /** The period the manager expects from now on. */
   heartbeatPeriodMs: number;
 }
+
+function createBaseLeaveRequest(): LeaveRequest {
+  return {};
+}
+
+export const LeaveRequest: MessageFns<LeaveRequest> = {
+  encode(_: LeaveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<LeaveRequest>, I>>(base?: I): LeaveRequest {
+    return LeaveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaveRequest>, I>>(_: I): LeaveRequest {
+    const message = createBaseLeaveRequest();
+    return message;
+  },
+};
+
+function createBaseLeaveResponse(): LeaveResponse {
+  return { nodeId: "" };
+}
+
+export const LeaveResponse: MessageFns<LeaveResponse> = {
+  encode(message: LeaveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<LeaveResponse>, I>>(base?: I): LeaveResponse {
+    return LeaveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaveResponse>, I>>(object: I): LeaveResponse {
+    const message = createBaseLeaveResponse();
+    message.nodeId = object.nodeId ?? "";
+    return message;
+  },
+};
 
 function createBaseSessionRequest(): SessionRequest {
   return {};
@@ -791,11 +896,29 @@ export const DispatcherServiceService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
+  /**
+   * The calling node leaves the cluster (`nodectl leave`): it is removed, as `nodectl rm
+   * --force` would, and its session closes. A manager is refused: demote it first.
+   */
+  leave: {
+    path: "/dispatcher.v1.DispatcherService/Leave" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaveRequest): Buffer => Buffer.from(LeaveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaveRequest => LeaveRequest.decode(value),
+    responseSerialize: (value: LeaveResponse): Buffer => Buffer.from(LeaveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaveResponse => LeaveResponse.decode(value),
+  },
 } as const;
 
 export interface DispatcherServiceServer extends UntypedServiceImplementation {
   session: handleServerStreamingCall<SessionRequest, SessionMessage>;
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  /**
+   * The calling node leaves the cluster (`nodectl leave`): it is removed, as `nodectl rm
+   * --force` would, and its session closes. A manager is refused: demote it first.
+   */
+  leave: handleUnaryCall<LeaveRequest, LeaveResponse>;
 }
 
 export interface DispatcherServiceClient extends Client {
@@ -819,6 +942,25 @@ export interface DispatcherServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The calling node leaves the cluster (`nodectl leave`): it is removed, as `nodectl rm
+   * --force` would, and its session closes. A manager is refused: demote it first.
+   */
+  leave(
+    request: LeaveRequest,
+    callback: (error: ServiceError | null, response: LeaveResponse) => void,
+  ): ClientUnaryCall;
+  leave(
+    request: LeaveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaveResponse) => void,
+  ): ClientUnaryCall;
+  leave(
+    request: LeaveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaveResponse) => void,
   ): ClientUnaryCall;
 }
 
