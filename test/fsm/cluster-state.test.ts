@@ -229,7 +229,12 @@ describe("fsm: the replicated cluster state", () => {
           address: "",
           atMs,
           joinSecretSha256: "",
-          certificate: { serial: `r-${atMs}`, notAfterMs: atMs + 60_000, issuerKeyId: "aa", der: new Uint8Array() },
+          certificate: {
+            serial: `r-${atMs}`,
+            notAfterMs: atMs + 60_000,
+            issuerKeyId: "aa",
+            der: new Uint8Array(),
+          },
         },
       });
     const s = newState(createCluster(), join("m2", Role.ROLE_MANAGER), join("w1"));
@@ -241,7 +246,10 @@ describe("fsm: the replicated cluster state", () => {
     s.applyCommand(11, renew("w1", Role.ROLE_MANAGER, 3_000));
     expect(s.node("w1")!.raftId).to.equal(3);
     // Demoted: it leaves Raft (id cleared), renews as a worker, is promoted again: a new id.
-    s.applyCommand(12, cmd({ $case: "setRaftMembership", value: { nodeId: "w1", raftId: 3, membership: 0 } }));
+    s.applyCommand(
+      12,
+      cmd({ $case: "setRaftMembership", value: { nodeId: "w1", raftId: 3, membership: 0 } }),
+    );
     s.applyCommand(13, renew("w1", Role.ROLE_WORKER, 4_000));
     s.applyCommand(14, renew("w1", Role.ROLE_MANAGER, 5_000));
     expect(s.node("w1")!.raftId).to.equal(4);
