@@ -108,6 +108,8 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     }
     const client = new DispatcherServiceClient(manager.address, this.options.credentialsFor(manager), {
       "grpc.enable_channelz": 0,
+      // The certificate names roles and node ids, not addresses (checked by the credentials).
+      "grpc.ssl_target_name_override": "manager",
     });
     const stream = client.session({});
     const live: Live = { manager, client, stream, sessionId: "", failedHeartbeats: 0, ended: false };

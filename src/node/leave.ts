@@ -32,6 +32,7 @@ export async function leaveCluster(stateDir: string, logger: Logger, timeoutMs =
         expectedServerRole: "manager",
         expectedServerNodeId: manager.nodeId,
       }),
+      { "grpc.ssl_target_name_override": "manager" },
     );
     try {
       return await new Promise<string>((resolve, reject) =>
