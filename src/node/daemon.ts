@@ -50,6 +50,8 @@ export class NodeDaemon {
   readonly metrics: NodeMetrics;
   private managerPart: Manager | undefined;
   private transition: Promise<void> = Promise.resolve();
+  /** node.json writes, one at a time, each writing the config as it is then (the last write wins with the latest). */
+  private configWrites: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private fatalListeners = new Set<(error: Error) => void>();
   private readonly logger: Logger;
@@ -136,6 +138,7 @@ export class NodeDaemon {
       await this.transition.catch(() => undefined);
       await this.stopManager();
       await this.metrics.close();
+      await this.configWrites;
     })();
     return this.stopping;
   }
@@ -228,7 +231,7 @@ export class NodeDaemon {
       logger: this.logger,
     });
     this.config = { ...this.config, role: "manager", raftId: Number(raft.raftId) };
-    await writeNodeConfig(this.paths, this.config);
+    await this.persistConfig();
     await this.startManager(storage, seedsOf(raft));
   }
 
@@ -236,7 +239,7 @@ export class NodeDaemon {
     this.logger.info("demoted: stopping the manager part and dropping its Raft data");
     await this.stopManager();
     this.config = { ...this.config, role: "worker", raftId: 0 };
-    await writeNodeConfig(this.paths, this.config);
+    await this.persistConfig();
     rmSync(this.paths.raft, { recursive: true, force: true });
     rmSync(this.paths.controlSocket, { force: true });
   }
@@ -251,7 +254,13 @@ export class NodeDaemon {
   private async saveManagers(managers: WeightedManager[]): Promise<void> {
     if (managers.length === 0) return;
     this.config = { ...this.config, managers: managers.map((m) => ({ ...m })) };
-    await writeNodeConfig(this.paths, this.config);
+    await this.persistConfig();
+  }
+
+  private persistConfig(): Promise<void> {
+    const write = this.configWrites.then(() => writeNodeConfig(this.paths, this.config));
+    this.configWrites = write.catch(() => undefined);
+    return write;
   }
 
   private fail(error: Error | IssuerCallError): void {
