@@ -79,6 +79,8 @@ export interface StopReport {
 export interface LocalNodesOptions {
   /** Directory holding every node's state dir and log; a new temporary one by default. */
   baseDir?: string;
+  /** Name prefix of that temporary directory (default "nodectl-local-"). */
+  tmpPrefix?: string;
   /** NODECTL_HEARTBEAT_MS for the daemons (session heartbeat period; nodectl's default 5000). */
   heartbeatMs?: number;
   /** LOG_LEVEL for the daemons ("info" by default); their logs go to `<name>.log`. */
@@ -237,7 +239,7 @@ export class LocalNodes {
 
   private constructor(readonly options: LocalNodesOptions) {
     this.ownsBaseDir = options.baseDir === undefined;
-    this.baseDir = options.baseDir ?? mkdtempSync(join(tmpdir(), "nodectl-local-"));
+    this.baseDir = options.baseDir ?? mkdtempSync(join(tmpdir(), options.tmpPrefix ?? "nodectl-local-"));
     this.reaper = spawn(process.execPath, [REAPER, String(this.stopDeadlineMs), this.baseDir], {
       detached: true, // its own session: a terminal's Ctrl-C or hang-up does not end it early
       stdio: ["pipe", "ignore", "ignore"],
@@ -356,6 +358,8 @@ export class LocalNodes {
 
   /** Spawns `nodectl ARGS` registered with the reaper. */
   private spawn(args: string[]): ChildProcess {
+    // After close() nothing may start: the reaper no longer listens, so it would be missed.
+    if (this.closed) throw new Error("these local nodes are closed: nothing more can start");
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       LOG_FORMAT: "json",
@@ -390,6 +394,7 @@ export class LocalNodes {
   nodectl(args: string[], manager?: LocalNode, timeoutMs = 15_000): Promise<CliResult> {
     const full = manager ? [...args, "--state-dir", manager.stateDir] : args;
     const t0 = Date.now();
+    if (this.closed) return Promise.resolve({ status: -1, stdout: "", stderr: "closed", ms: 0 });
     return new Promise((resolve) => {
       const child = execFile(
         process.execPath,
@@ -439,8 +444,8 @@ export class LocalNodes {
   }
 
   /** One unlabelled metric of a node (undefined if it does not export it). */
-  async metric(node: LocalNode, name: string): Promise<number | undefined> {
-    return (await this.metrics(node)).get(name);
+  async metric(node: LocalNode, name: string, timeoutMs = 2_000): Promise<number | undefined> {
+    return (await this.metrics(node, timeoutMs)).get(name);
   }
 
   /** kill -9, and wait for the exit. */
@@ -492,4 +497,22 @@ export class LocalNodes {
     if (this.ownsBaseDir && !options.keepDir) rmSync(this.baseDir, { recursive: true, force: true });
     return reports;
   }
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; results in input order. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
 }
