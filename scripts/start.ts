@@ -66,8 +66,7 @@ let ending = false;
 /** Stops everything once, however the demo ends, and exits with `status`. */
 async function end(status: number, why?: string): Promise<never> {
   if (ending) return new Promise<never>(() => undefined); // the first end() exits
-  ending = true;
-  stopWatching();
+  ending = true; // later signals find end() running and change nothing
   if (why) out.line(`Stopping (${why}) ...`);
   const keepDir = status === 1;
   const reports = await nodes.close({ keepDir }).catch((err: unknown) => {
@@ -80,7 +79,7 @@ async function end(status: number, why?: string): Promise<never> {
   if (keepDir) out.line(`State and logs kept in ${nodes.baseDir}`);
   process.exit(status);
 }
-const stopWatching = watchForEnd((reason) => void end(EXIT_STATUS[reason], reason));
+watchForEnd((reason) => void end(EXIT_STATUS[reason], reason));
 
 interface Figures {
   formed: Formed;
@@ -108,6 +107,14 @@ async function scenario(): Promise<Figures> {
   return { formed, removal, promotion, failover };
 }
 
+/** "0.4–1.2 s" over the known values, "-" if none. */
+function range(values: (number | undefined)[]): string {
+  const known = values.filter((v): v is number => v !== undefined);
+  if (known.length === 0) return "-";
+  const [lo, hi] = [Math.min(...known), Math.max(...known)];
+  return lo === hi ? secs(lo) : `${(lo / 1000).toFixed(1)}–${secs(hi)}`;
+}
+
 function summary(f: Figures, stop: StopReport[], stopMs: number): void {
   const { formed, removal, promotion, failover } = f;
   const orphans = failover.moves.filter((m) => m.orphaned);
@@ -126,7 +133,9 @@ function summary(f: Figures, stop: StopReport[], stopMs: number): void {
   );
   out.line(
     `  failover:  kill -9 of leader ${failover.killed}; new leader ${failover.newLeader} in ${failover.failoverMs} ms; ` +
-      `every worker back in a session ${secs(failover.recoverMs)} after the kill`,
+      (orphans.length === 0
+        ? "it held no worker's session"
+        : `its workers' new sessions opened ${range(orphans.map((m) => m.reconnectMs))} after the kill`),
   );
   out.line(
     `  sessions:  ${reconnected(orphans)}/${orphans.length} workers of ${failover.killed} reconnected; ` +
@@ -134,7 +143,8 @@ function summary(f: Figures, stop: StopReport[], stopMs: number): void {
   );
   out.line(
     `  stop:      ${stop.length} daemons stopped on SIGTERM in ${stopMs} ms` +
-      `${forced > 0 ? `, ${forced} SIGKILLed past ${STOP_DEADLINE_MS} ms` : ", none needed SIGKILL"}; temporary directory removed`,
+      `${forced > 0 ? `, ${forced} SIGKILLed past ${STOP_DEADLINE_MS} ms` : ", none needed SIGKILL"}; ` +
+      (existsSync(nodes.baseDir) ? `${nodes.baseDir} NOT removed` : "temporary directory removed"),
   );
   out.line(`  total:     ${secs(Date.now() - t0)}`);
 }
@@ -152,7 +162,6 @@ try {
   out.line();
   out.line(`Stopping every daemon (SIGTERM, ${STOP_DEADLINE_MS / 1000} s deadline, then SIGKILL) ...`);
   ending = true;
-  stopWatching();
   const s0 = Date.now();
   const stop = await nodes.close();
   summary(figures, stop, Date.now() - s0);

@@ -194,6 +194,8 @@ export interface WorkerMove {
   connectsBefore: number;
   connectsAfter: number;
   orphaned: boolean;
+  /** For a worker of the killed manager: its new session's connectedAt, in ms after the kill. */
+  reconnectMs: number | undefined;
 }
 
 export interface Failover {
@@ -228,6 +230,7 @@ export async function killLeader(d: DemoContext): Promise<Failover> {
     `kill -9 ${who(leader)}, the leader, which holds the sessions of ${orphans.map((w) => w.name).join(", ") || "no worker"}`,
   );
   const t0 = Date.now();
+  const killedAt = t0;
   await d.nodes.kill(leader);
   const survivors = running(d.managers);
   const newLeader = await waitFor(
@@ -263,6 +266,7 @@ export async function killLeader(d: DemoContext): Promise<Failover> {
   const after = await d.nodes.ls(newLeader);
   const connectsAfter = await connects(d, workers);
   const moves = workers.map((w) => ({
+    reconnectMs: orphans.includes(w) ? sessionOpenedAfter(entryOf(after, w), killedAt) : undefined,
     name: w.name,
     before: nameOf(sessionBefore.get(w.name)),
     after: nameOf(entryOf(after, w)?.session?.managerId),
@@ -273,12 +277,17 @@ export async function killLeader(d: DemoContext): Promise<Failover> {
   return { killed: leader.name, newLeader: newLeader.name, failoverMs, recoverMs, moves };
 }
 
+function sessionOpenedAfter(entry: NodeListEntry | undefined, t0: number): number | undefined {
+  const at = entry?.session ? Date.parse(entry.session.connectedAt) : Number.NaN;
+  return Number.isNaN(at) ? undefined : at - t0;
+}
+
 /** Prints the sessions before and after, and fails if a worker moved that should not have. */
 export function checkReconnects(d: DemoContext, f: Failover): void {
   d.out.line(`  sessions and nodectl_session_connects_total of each worker, before -> after:`);
   for (const m of f.moves)
     d.out.line(
-      `    ${m.name.padEnd(4)} ${m.before.padEnd(3)} -> ${m.after.padEnd(3)}  connects ${m.connectsBefore} -> ${m.connectsAfter}${m.orphaned ? `  (its manager ${f.killed} was killed)` : ""}`,
+      `    ${m.name.padEnd(4)} ${m.before.padEnd(3)} -> ${m.after.padEnd(3)}  connects ${m.connectsBefore} -> ${m.connectsAfter}${m.orphaned ? `  (${f.killed} was killed; new session ${m.reconnectMs ?? "?"} ms after)` : ""}`,
     );
   const stayed = f.moves.filter((m) => !m.orphaned && m.connectsAfter !== m.connectsBefore);
   if (stayed.length > 0)

@@ -28,8 +28,11 @@ export function watchForEnd(onEnd: (reason: EndReason) => void, parentPollMs = 2
     onEnd(reason);
   };
   const onSignal = (signal: NodeJS.Signals) => fire(signal as EndReason);
+  let watching = true;
+  // Stays registered after the watch ends: once the reader is gone, every later write
+  // fails too, and an 'error' with no listener would crash the process mid-cleanup.
   const onOutputError = (err: NodeJS.ErrnoException) => {
-    if (err.code === "EPIPE") fire("EPIPE");
+    if (watching && err.code === "EPIPE") fire("EPIPE");
   };
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const signal of signals) process.on(signal, onSignal);
@@ -40,8 +43,8 @@ export function watchForEnd(onEnd: (reason: EndReason) => void, parentPollMs = 2
   }, parentPollMs);
   poll.unref();
   return () => {
+    watching = false;
     for (const signal of signals) process.off(signal, onSignal);
-    process.stdout.off("error", onOutputError);
     clearInterval(poll);
   };
 }

@@ -32,8 +32,12 @@ interface DemoRun {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function startDemo(args: string[] = []): DemoRun {
-  const child = spawn(process.execPath, [...DEMO, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+/** Starts the demo (through `sh -c "...; true"` when `viaShell`: sh stays its parent, as npm does). */
+function startDemo(args: string[] = [], viaShell = false): DemoRun {
+  const command = [process.execPath, ...DEMO, ...args];
+  const child = viaShell
+    ? spawn("sh", ["-c", `${command.join(" ")}; true`], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+    : spawn(command[0], command.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
   child.stdout!.on("data", (b: Buffer) => {
     text += b.toString();
@@ -69,10 +73,10 @@ async function exitWithin(run: DemoRun, deadlineMs: number): Promise<{ code: num
 }
 
 async function expectNothingLeft(dir: string, dirToo: boolean): Promise<void> {
-  await waitFor(`every process using ${dir} to exit`, 20_000, () =>
-    pidsUsing(dir).length === 0 ? true : undefined,
+  const what = `every process using ${dir} to exit${dirToo ? " and the directory to go" : ""}`;
+  await waitFor(what, 20_000, () =>
+    pidsUsing(dir).length === 0 && !(dirToo && existsSync(dir)) ? true : undefined,
   );
-  if (dirToo) expect(existsSync(dir), `${dir} removed`).to.equal(false);
 }
 
 describe("npm start: the product demo", function () {
@@ -127,6 +131,29 @@ describe("npm start: the product demo", function () {
     run.child.kill("SIGTERM");
     const { code } = await exitWithin(run, 30_000);
     expect(code, run.output()).to.equal(143);
+    await expectNothingLeft(dir, true);
+  });
+
+  it("stops every daemon and removes its directory when its parent dies (npm killed)", async () => {
+    const run = startDemo(["--workers", "3"], true);
+    runs.push(run);
+    const dir = await run.baseDir;
+    dirs.push(dir);
+    await waitFor("m2 to be up", 60_000, () =>
+      run.output().includes("m2 up as manager") ? true : undefined,
+    );
+    run.child.kill("SIGKILL"); // sh, the demo's parent
+    await expectNothingLeft(dir, true);
+  });
+
+  it("stops every daemon and removes its directory when its output pipe closes (EPIPE)", async () => {
+    const run = startDemo(["--workers", "3"]);
+    runs.push(run);
+    const dir = await run.baseDir;
+    dirs.push(dir);
+    run.child.stdout!.destroy(); // the demo's next line meets a closed pipe
+    const { code } = await exitWithin(run, 60_000);
+    expect(code).to.equal(141);
     await expectNothingLeft(dir, true);
   });
 
