@@ -215,25 +215,9 @@ async function connects(d: DemoContext, workers: LocalNode[]): Promise<Map<strin
   return new Map(values);
 }
 
-/** kill -9 of the leader: a new leader; only the killed manager's workers reconnect. */
-export async function killLeader(d: DemoContext): Promise<Failover> {
-  const before = await d.nodes.ls(running(d.managers)[0]);
-  const leaderId = before.find((e) => e.leader)?.id;
-  const leader = leaderId === undefined ? undefined : d.nodes.byId(leaderId);
-  if (!leader) throw new Error("nodectl ls names no leader among the demo's managers");
-  const workers = running(d.workers);
-  const nameOf = (nodeId: string | undefined) => (nodeId && d.nodes.byId(nodeId)?.name) || "-";
-  const sessionBefore = new Map(workers.map((w) => [w.name, entryOf(before, w)?.session?.managerId]));
-  const orphans = workers.filter((w) => sessionBefore.get(w.name) === leaderId);
-  const connectsBefore = await connects(d, workers);
-  d.out.line(
-    `kill -9 ${who(leader)}, the leader, which holds the sessions of ${orphans.map((w) => w.name).join(", ") || "no worker"}`,
-  );
-  const t0 = Date.now();
-  const killedAt = t0;
-  await d.nodes.kill(leader);
-  const survivors = running(d.managers);
-  const newLeader = await waitFor(
+/** The first surviving manager whose metrics say it leads (polled every 50 ms). */
+function firstNewLeader(d: DemoContext, survivors: LocalNode[]): Promise<LocalNode> {
+  return waitFor(
     "a new leader among the surviving managers (nodectl_raft_is_leader)",
     10_000,
     async () => {
@@ -244,29 +228,53 @@ export async function killLeader(d: DemoContext): Promise<Failover> {
     },
     50,
   );
-  const failoverMs = Date.now() - t0;
-  d.out.line(`  new leader: ${who(newLeader)}, ${failoverMs} ms after the kill`);
+}
+
+/** Waits until `nodectl ls` shows every worker ready with a session on a manager other than `killedId`. */
+async function sessionsMovedOff(d: DemoContext, via: LocalNode, workers: LocalNode[], killedId: string) {
   await waitFor(
-    `every worker to hold a session on a surviving manager (nodectl ls)`,
+    "every worker to hold a session on a surviving manager (nodectl ls)",
     20_000,
     async () => {
-      const list = await d.nodes.ls(newLeader);
-      return workers.every((w) => {
+      const list = await d.nodes.ls(via);
+      const moved = workers.every((w) => {
         const e = entryOf(list, w);
-        return e?.status === "ready" && e.session !== null && e.session.managerId !== leaderId;
-      })
-        ? true
-        : undefined;
+        return e?.status === "ready" && e.session !== null && e.session.managerId !== killedId;
+      });
+      return moved ? true : undefined;
     },
     250,
   );
+}
+
+/** kill -9 of the leader: a new leader; only the killed manager's workers reconnect. */
+export async function killLeader(d: DemoContext): Promise<Failover> {
+  const before = await d.nodes.ls(running(d.managers)[0]);
+  const leaderId = before.find((e) => e.leader)?.id;
+  const leader = leaderId === undefined ? undefined : d.nodes.byId(leaderId);
+  if (!leader || leaderId === undefined)
+    throw new Error("nodectl ls names no leader among the demo's managers");
+  const workers = running(d.workers);
+  const nameOf = (nodeId: string | undefined) => (nodeId && d.nodes.byId(nodeId)?.name) || "-";
+  const sessionBefore = new Map(workers.map((w) => [w.name, entryOf(before, w)?.session?.managerId]));
+  const orphans = workers.filter((w) => sessionBefore.get(w.name) === leaderId);
+  const connectsBefore = await connects(d, workers);
+  d.out.line(
+    `kill -9 ${who(leader)}, the leader, which holds the sessions of ${orphans.map((w) => w.name).join(", ") || "no worker"}`,
+  );
+  const t0 = Date.now();
+  await d.nodes.kill(leader);
+  const newLeader = await firstNewLeader(d, running(d.managers));
+  const failoverMs = Date.now() - t0;
+  d.out.line(`  new leader: ${who(newLeader)}, ${failoverMs} ms after the kill`);
+  await sessionsMovedOff(d, newLeader, workers, leaderId);
   const recoverMs = Date.now() - t0;
   // Give a reconnection that should not happen time to show: three heartbeat periods.
   await new Promise((r) => setTimeout(r, 3 * d.heartbeatMs));
   const after = await d.nodes.ls(newLeader);
   const connectsAfter = await connects(d, workers);
   const moves = workers.map((w) => ({
-    reconnectMs: orphans.includes(w) ? sessionOpenedAfter(entryOf(after, w), killedAt) : undefined,
+    reconnectMs: orphans.includes(w) ? sessionOpenedAfter(entryOf(after, w), t0) : undefined,
     name: w.name,
     before: nameOf(sessionBefore.get(w.name)),
     after: nameOf(entryOf(after, w)?.session?.managerId),

@@ -215,8 +215,11 @@ export class LocalNode {
     child.stdout!.on("data", keep("out"));
     child.stderr!.on("data", keep("err"));
     const t0 = Date.now();
+    // A log file that cannot be written (its directory removed) must not crash the script.
+    log.on("error", () => undefined);
+    // 'close', not 'exit': output can still arrive after 'exit', never after 'close'.
     this.exit = new Promise((resolve) =>
-      child.once("exit", (code, signal) => {
+      child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
         log.end();
         resolve({ name: this.name, code, signal, forced: false, ms: Date.now() - t0 });
       }),
@@ -235,6 +238,7 @@ export class LocalNodes {
   readonly nodes = new Map<string, LocalNode>();
   private readonly reaper: ChildProcess;
   private readonly ownsBaseDir: boolean;
+  private readonly ports = new Set<number>();
   private closed = false;
 
   private constructor(readonly options: LocalNodesOptions) {
@@ -298,14 +302,25 @@ export class LocalNodes {
     return node;
   }
 
+  /** A free port not handed out before (the OS may offer a just-closed port again). */
+  private async newPort(): Promise<number> {
+    for (;;) {
+      const port = await freePort();
+      if (!this.ports.has(port)) {
+        this.ports.add(port);
+        return port;
+      }
+    }
+  }
+
   private async define(name: string, listen: boolean, metrics: boolean): Promise<LocalNode> {
     if (this.nodes.has(name)) throw new Error(`a node named ${name} exists already`);
     const node = new LocalNode(
       name,
       join(this.baseDir, name),
       join(this.baseDir, `${name}.log`),
-      listen ? `127.0.0.1:${await freePort()}` : undefined,
-      metrics ? `127.0.0.1:${await freePort()}` : undefined,
+      listen ? `127.0.0.1:${await this.newPort()}` : undefined,
+      metrics ? `127.0.0.1:${await this.newPort()}` : undefined,
     );
     this.nodes.set(name, node);
     return node;
