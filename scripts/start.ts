@@ -67,6 +67,7 @@ let ending = false;
 async function end(status: number, why?: string): Promise<never> {
   if (ending) return new Promise<never>(() => undefined); // the first end() exits
   ending = true; // later signals find end() running and change nothing
+  out.endProgress();
   if (why) out.line(`Stopping (${why}) ...`);
   const keepDir = status === 1;
   const reports = await nodes.close({ keepDir }).catch((err: unknown) => {

@@ -25,6 +25,17 @@ export class DemoOutput {
     } else process.stdout.write(`${text}\n`);
   }
 
+  /**
+   * Removes a progress bar still shown (the demo is ending in the middle of a step): it
+   * hid the cursor and turned line wrapping off, which the terminal must get back.
+   */
+  endProgress(): void {
+    const bar = this.bar;
+    this.bar = undefined;
+    bar?.stop();
+    if (bar) process.stdout.write("\n");
+  }
+
   /** Text indented under the step that printed it (command output). */
   block(text: string, indent = "    "): void {
     for (const l of text.replace(/\n+$/, "").split("\n")) this.line(`${indent}${l}`);
