@@ -269,6 +269,9 @@ export async function killLeader(d: DemoContext): Promise<Failover> {
   d.out.line(`  new leader: ${who(newLeader)}, ${failoverMs} ms after the kill`);
   await sessionsMovedOff(d, newLeader, workers, leaderId);
   const recoverMs = Date.now() - t0;
+  d.out.line(
+    `  nodectl ls shows every worker ready on a surviving manager ${secs(recoverMs)} after the kill`,
+  );
   // Give a reconnection that should not happen time to show: three heartbeat periods.
   await new Promise((r) => setTimeout(r, 3 * d.heartbeatMs));
   const after = await d.nodes.ls(newLeader);

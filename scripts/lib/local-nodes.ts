@@ -9,34 +9,27 @@
 // script closes it or dies, SIGKILL included. `close()` stops everything itself first
 // (SIGTERM, a deadline, SIGKILL past it) and removes the temporary directory.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, type WriteStream } from "node:fs";
-import { createServer } from "node:net";
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
+import { LocalNode, type StopReport } from "./local-node.js";
+import { freePort, LocalNodesError, parseMetrics } from "./support.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 /** The nodectl executable (loads dist/; `npm run build` makes it). */
 export const NODECTL_BIN = join(ROOT, "bin", "nodectl.js");
 const REAPER = new URL("./reaper.mjs", import.meta.url).pathname;
 
-export type LocalNodesErrorCode =
-  /** A wait passed its deadline. */
-  | "DEADLINE"
-  /** A daemon exited before it said it was up. */
-  | "NODE_EXITED"
-  /** A nodectl command exited non-zero or printed something unreadable. */
-  | "COMMAND_FAILED";
-
-export class LocalNodesError extends Error {
-  constructor(
-    readonly code: LocalNodesErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = "LocalNodesError";
-  }
-}
+export { LocalNode, type StopReport } from "./local-node.js";
+export {
+  freePort,
+  LocalNodesError,
+  type LocalNodesErrorCode,
+  mapLimit,
+  parseMetrics,
+  waitFor,
+} from "./support.js";
 
 export interface CliResult {
   /** Exit status; -1 when the command was killed (its timeout) or could not start. */
@@ -66,16 +59,6 @@ export interface NodeDetails extends NodeListEntry {
   statusChangedAt: string;
 }
 
-export interface StopReport {
-  name: string;
-  /** Exit status, or null when ended by a signal. */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** SIGKILLed because it had not exited by the deadline. */
-  forced: boolean;
-  ms: number;
-}
-
 export interface LocalNodesOptions {
   /** Directory holding every node's state dir and log; a new temporary one by default. */
   baseDir?: string;
@@ -101,136 +84,6 @@ export interface DaemonOptions {
 export interface JoinOptions extends DaemonOptions {
   /** Give the node a --listen address (managers need one; a worker to be promoted too). Default true. */
   listen?: boolean;
-}
-
-/** A port the OS had free a moment ago (listen on port 0, then close). */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, host, resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== "object" || address === null) throw new Error("the OS gave no port");
-  return address.port;
-}
-
-/**
- * Polls `probe` (every `intervalMs`) until it returns a value other than undefined, and
- * returns it; past `deadlineMs` throws a DEADLINE error naming `what` and the last error.
- */
-export async function waitFor<T>(
-  what: string,
-  deadlineMs: number,
-  probe: () => Promise<T | undefined> | T | undefined,
-  intervalMs = 100,
-): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= until) {
-      const why = last instanceof Error ? `; last error: ${last.message}` : "";
-      throw new LocalNodesError("DEADLINE", `timed out after ${deadlineMs} ms waiting for ${what}${why}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** Parses Prometheus text: series (name plus labels, as written) → value. */
-export function parseMetrics(text: string): Map<string, number> {
-  const values = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    if (space > 0) values.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return values;
-}
-
-/** One nodectl daemon process and its state dir. */
-export class LocalNode {
-  /** The node id (from node.json), known once the daemon is up. */
-  nodeId: string | undefined;
-  /** The role it was started with (node.json's at start; a promotion changes it later). */
-  startRole: "manager" | "worker" | undefined;
-  private child: ChildProcess | undefined;
-  private exit: Promise<StopReport> | undefined;
-  private readonly recent: string[] = [];
-
-  constructor(
-    readonly name: string,
-    readonly stateDir: string,
-    readonly logFile: string,
-    /** HOST:PORT it serves on, if any. */
-    readonly listen: string | undefined,
-    /** HOST:PORT of its /metrics, if any. */
-    readonly metricsAddress: string | undefined,
-  ) {}
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** The last lines it printed (stdout and stderr), for error messages. */
-  tail(lines = 15): string {
-    return this.recent.slice(-lines).join("\n");
-  }
-
-  /** Resolves when the current process exits (at once if none runs). */
-  exited(): Promise<StopReport> {
-    return this.exit ?? Promise.resolve({ name: this.name, code: null, signal: null, forced: false, ms: 0 });
-  }
-
-  /** @internal LocalNodes starts the process and hands it over. */
-  attach(child: ChildProcess, log: WriteStream): Promise<string> {
-    this.child = child;
-    let firstLine: ((line: string) => void) | undefined;
-    const started = new Promise<string>((resolve) => {
-      firstLine = resolve;
-    });
-    const keep = (stream: "out" | "err") => (chunk: Buffer) => {
-      log.write(chunk);
-      for (const line of chunk.toString().split("\n")) {
-        if (line === "") continue;
-        this.recent.push(line);
-        // The daemon prints one human line on stdout once it is up (logs go to stderr).
-        if (stream === "out" && firstLine) {
-          firstLine(line);
-          firstLine = undefined;
-        }
-      }
-      if (this.recent.length > 200) this.recent.splice(0, this.recent.length - 100);
-    };
-    child.stdout!.on("data", keep("out"));
-    child.stderr!.on("data", keep("err"));
-    const t0 = Date.now();
-    // A log file that cannot be written (its directory removed) must not crash the script.
-    log.on("error", () => undefined);
-    // 'close', not 'exit': output can still arrive after 'exit', never after 'close'.
-    this.exit = new Promise((resolve) =>
-      child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
-        log.end();
-        resolve({ name: this.name, code, signal, forced: false, ms: Date.now() - t0 });
-      }),
-    );
-    return started;
-  }
-
-  /** Sends a signal to the running process (SIGSTOP/SIGCONT to pause it, for instance). */
-  signal(sig: NodeJS.Signals): void {
-    if (this.running) this.child!.kill(sig);
-  }
 }
 
 export class LocalNodes {
@@ -512,22 +365,4 @@ export class LocalNodes {
     if (this.ownsBaseDir && !options.keepDir) rmSync(this.baseDir, { recursive: true, force: true });
     return reports;
   }
-}
-
-/** Runs `fn` over `items` with at most `limit` calls in flight; results in input order. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return results;
 }
