@@ -1,5 +1,5 @@
-// A process never outlives the one that started it: the demo's member processes stop
-// when the demo dies however it dies, and the demo stops them and removes its state on
+// A process never outlives the one that started it: the Raft demo's (npm run demo:raft)
+// member processes stop when the demo dies however it dies, and the demo stops them and removes its state on
 // SIGTERM, SIGHUP, a closed output pipe (EPIPE) and the death of its own parent (npm).
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -32,7 +32,8 @@ async function memberPids(stateDir: string): Promise<number[]> {
   return pids;
 }
 
-const DEMO = ["--import", "tsx", "scripts/start.ts", "--members", "1"];
+// The Raft test bed's demo (npm run demo:raft); test/scripts/start.test.ts covers npm start's.
+const DEMO = ["--import", "tsx", "scripts/raft-demo.ts", "--members", "1"];
 
 /**
  * Starts a one-member demo through `command args` and resolves once its output says
