@@ -6,18 +6,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
+import type { NodeJson } from "../../src/cli/format.js";
 import { Daemon, freePort, nodectl, waitUntil } from "./nodectl.js";
 
-export interface LsNode {
-  id: string;
-  role: string;
-  desiredRole: string;
-  status: string;
-  leader: boolean;
-  address: string | null;
-  certificate: { serial: string; notAfter: string; issuerKeyId: string } | null;
-  session: { managerId: string; connectedAt: string } | null;
-}
+export type LsNode = NodeJson;
 
 export interface NodeProc {
   name: string;

@@ -11,20 +11,10 @@ import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { service as healthService } from "grpc-health-check";
 import { checkRootDigest, parseJoinToken, rootCertificateDigest } from "../../src/ca/index.js";
+import type { NodeJson } from "../../src/cli/format.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { initManager } from "../../src/node/init.js";
 import { Daemon, freePort, nodectl, waitUntil } from "./nodectl.js";
-
-interface NodeJson {
-  id: string;
-  role: string;
-  desiredRole: string;
-  status: string;
-  leader: boolean;
-  address: string | null;
-  certificate: { serial: string; notAfter: string; issuerKeyId: string } | null;
-  session: { managerId: string; connectedAt: string } | null;
-}
 
 async function lsJson(stateDir: string): Promise<NodeJson[]> {
   const r = await nodectl(["ls", "--json", "--state-dir", stateDir]);

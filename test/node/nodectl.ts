@@ -81,23 +81,5 @@ export class Daemon {
   }
 }
 
-/** Polls `probe` until it returns a value, or fails after `deadlineMs` with the last error. */
-export async function waitUntil<T>(
-  what: string,
-  deadlineMs: number,
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until)
-      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}: ${String(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls `probe` until it returns a value, or fails after the deadline with the last error (the scripts' own helper). */
+export { waitFor as waitUntil } from "../../scripts/lib/support.js";
