@@ -71,9 +71,13 @@ describe("node daemon: a cluster's first manager (nodectl init, run, ls, join-to
     rmSync(base, { recursive: true, force: true });
   });
 
-  it("ls --json shows the one manager: ready, leader, its address and certificate, no session", async () => {
+  it("ls --json shows the one manager: ready, leader, its address and certificate, its session on itself", async () => {
     const { nodeId } = nodeJsonOf(stateDir);
-    const nodes = await lsJson(stateDir);
+    // The only manager holds its own session on itself (it moves once another manager joins).
+    const nodes = await waitUntil("the manager's own session", 10_000, async () => {
+      const all = await lsJson(stateDir);
+      return all[0]?.session ? all : undefined;
+    });
     const cert = new X509Certificate(readFileSync(join(stateDir, "certificates/node.crt")));
     expect(nodes).to.have.length(1);
     expect(nodes[0]).to.deep.equal({
@@ -89,7 +93,7 @@ describe("node daemon: a cluster's first manager (nodectl init, run, ls, join-to
         notAfter: new Date(cert.validTo).toISOString(),
         issuerKeyId: nodes[0]?.certificate?.issuerKeyId,
       },
-      session: null,
+      session: { managerId: nodeId, connectedAt: nodes[0]?.session?.connectedAt },
     });
     expect(nodeId).to.match(/^[a-z0-9]{25}$/);
     const ca = new X509Certificate(readFileSync(join(stateDir, "certificates/ca.crt")));
