@@ -130,8 +130,12 @@ function bufferOf(bytes: Uint8Array): ArrayBuffer {
 /** A CRL that passed `checkRevocationLists`: what it is and which CA signed it. */
 export interface CheckedRevocationList {
   pem: string;
-  /** The certificate whose key signed it (and whose subject is its issuer). */
-  issuer: X509Certificate;
+  /**
+   * The known CA that signed it, or undefined for an issuer not among the known ones: a
+   * rotation's new root seen only through its cross-signed twin in clients' chains, whose
+   * list OpenSSL verifies against that twin at each handshake.
+   */
+  issuer: X509Certificate | undefined;
   thisUpdate: Date;
   nextUpdate: Date;
   revokedCount: number;
@@ -142,7 +146,8 @@ const CRL_BLOCK = /-----BEGIN X509 CRL-----([A-Za-z0-9+/=\s]+?)-----END X509 CRL
 /**
  * Parses and checks every CRL in `pem` before a TLS server loads it: a CRL OpenSSL cannot
  * use would refuse every client of its issuer ("CRL has expired", "CRL is not yet valid",
- * "CRL signature failure"), so each must be signed by one of `issuers`, current at `now`.
+ * "CRL signature failure"). So each must be current at `now`, and one that names a known
+ * issuer (`issuers`: trusted roots, own intermediates) must carry its valid signature.
  * Throws CertInvalidError naming the first problem.
  */
 export function checkRevocationLists(
@@ -173,12 +178,12 @@ function checkOne(der: Buffer, issuers: readonly X509Certificate[], now: Date): 
   const issuerDer = Buffer.from(AsnConvert.serialize(tbs.issuer));
   const signed = Buffer.from(crl.tbsCertListRaw ?? AsnConvert.serialize(tbs));
   const signature = Buffer.from(crl.signature);
-  const issuer = issuers.find(
-    (candidate) =>
-      subjectDerOf(candidate).equals(issuerDer) &&
-      verify("sha256", signed, { key: candidate.publicKey, dsaEncoding: "der" }, signature),
+  const named = issuers.filter((candidate) => subjectDerOf(candidate).equals(issuerDer));
+  const issuer = named.find((candidate) =>
+    verify("sha256", signed, { key: candidate.publicKey, dsaEncoding: "der" }, signature),
   );
-  if (!issuer) throw new CertInvalidError("a revocation list is not signed by a trusted root");
+  if (named.length > 0 && !issuer)
+    throw new CertInvalidError("a revocation list names a trusted root but its signature does not verify");
   const thisUpdate = tbs.thisUpdate.getTime();
   const nextUpdate = tbs.nextUpdate?.getTime();
   if (thisUpdate > now)

@@ -3,8 +3,12 @@
 // holder, and refuses a certificate that was sent but did not verify even though it
 // admits clients with no certificate (the public methods). openssl s_client is the judge.
 import * as grpc from "@grpc/grpc-js";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { Certificate } from "@peculiar/asn1-x509";
 import { expect } from "chai";
 import { TlsHookUnavailableError } from "../../src/ca/errors.js";
+import { privateKeyFromPem } from "../../src/ca/keys.js";
+import { buildRevocationList } from "../../src/ca/revocation-list.js";
 import { RootCA } from "../../src/ca/root-ca.js";
 import { TlsCredentialHolder } from "../../src/ca/tls/credential-holder.js";
 import { refuseUnverifiedClientCertificates } from "../../src/ca/tls/handshake-refusal.js";
@@ -23,6 +27,19 @@ import { TempDir, waitFor } from "./helpers.js";
 import { sClient } from "./s-client.js";
 
 const CLUSTER = "cluster-crl";
+
+/** A list that names `named` as its issuer but is signed by `signer`'s key. */
+function forgedList(named: RootCA, signer: RootCA): string {
+  const parsed = AsnConvert.parse(named.certificateDer, Certificate).tbsCertificate;
+  return buildRevocationList({
+    issuer: parsed.subject,
+    issuerKeyId: new Uint8Array(20).buffer,
+    issuerNotAfter: new Date(named.certificate.validTo),
+    signingKey: privateKeyFromPem(signer.privateKeyPem()),
+    revoked: [],
+    now: new Date(),
+  });
+}
 
 describe("ca/tls: revocation lists refuse a removed node's certificate in the handshake", () => {
   const root = RootCA.create({ clusterId: CLUSTER });
@@ -52,7 +69,13 @@ describe("ca/tls: revocation lists refuse a removed node's certificate in the ha
     return sClient(
       [
         ...["-connect", server.target, "-alpn", "h2", "-CAfile", rootFile, "-verify_return_error"],
-        ...["-cert", await dir.file(`${name}.crt`, node.certificateChainPem)],
+        // -cert sends the first certificate only; -cert_chain adds the intermediates (a cross-signed root).
+        ...[
+          "-cert",
+          await dir.file(`${name}.crt`, node.certificateChainPem),
+          "-cert_chain",
+          `${dir.path}/${name}.crt`,
+        ],
         ...["-key", await dir.file(`${name}.key`, node.privateKeyPem)],
         ...extra,
       ],
@@ -75,7 +98,11 @@ describe("ca/tls: revocation lists refuse a removed node's certificate in the ha
     }
   }
 
-  function revoke(...nodes: IssuedNode[]): string {
+  function revoke(node: IssuedNode, by: RootCA = root): string {
+    return by.createRevocationList([{ serial: node.serialNumber, revokedAt: new Date() }]);
+  }
+
+  function revokeAll(nodes: IssuedNode[]): string {
     return root.createRevocationList(nodes.map((n) => ({ serial: n.serialNumber, revokedAt: new Date() })));
   }
 
@@ -97,7 +124,7 @@ describe("ca/tls: revocation lists refuse a removed node's certificate in the ha
     const nodes = Array.from({ length: 6 }, (_, i) => issueNode(root, "worker", `w-${i}`));
     // A set top bit gives a serial with a leading 00 octet: the list must name the same integer.
     expect(nodes.some((n) => n.serialNumber.startsWith("00"))).to.equal(true);
-    holder.replaceRevocationList(revoke(...nodes));
+    holder.replaceRevocationList(revokeAll(nodes));
     for (const [i, node] of nodes.entries())
       expect((await handshake(node, `w${i}`)).accepted, `node ${i} (${node.serialNumber})`).to.equal(false);
   }).timeout(20_000);
@@ -156,8 +183,9 @@ describe("ca/tls: revocation lists refuse a removed node's certificate in the ha
     holder.replaceRevocationList(revoke(removed));
     const foreign = RootCA.create({ clusterId: CLUSTER });
     expect(() => holder.replaceRevocationList(foreign.createRevocationList([]))).to.throw(
-      /not signed by a trusted root/,
+      /no revocation list is signed by a trusted root/,
     );
+    expect(() => holder.replaceRevocationList(forgedList(root, foreign))).to.throw(/does not verify/);
     // Made "later" than now: OpenSSL would call it not yet valid and refuse every node.
     const future = new Date(Date.now() + 3_600_000);
     expect(() => holder.replaceRevocationList(root.createRevocationList([], future))).to.throw(
@@ -183,6 +211,26 @@ describe("ca/tls: revocation lists refuse a removed node's certificate in the ha
     expect((await handshake(removed, "w1")).accepted, "covered again").to.equal(false);
     expect((await handshake(nextNode, "n1")).accepted, "the new root's node").to.equal(true);
   }).timeout(20_000);
+
+  it("rotation: a chain through a cross-signed root needs the new root's list too, and gets it", async () => {
+    // This manager trusts only the old root; a node renewed by the new root sends its leaf
+    // with the cross-signed twin. CRL_CHECK_ALL wants a list from each issuer on that path.
+    const next = RootCA.create({ clusterId: CLUSTER });
+    const rotating = next.withIntermediates(root.crossSignRoot(next.certificatePem));
+    const renewed = issueNode(rotating, "worker", "r-1");
+    const removed = issueNode(rotating, "worker", "r-2");
+    expect((await handshake(renewed, "r1")).accepted, "no lists: the chain verifies").to.equal(true);
+
+    holder.replaceRevocationList(root.createRevocationList([]));
+    expect(
+      (await handshake(renewed, "r1")).accepted,
+      "the old root's list alone: no list for the leaf's issuer",
+    ).to.equal(false);
+
+    holder.replaceRevocationList(root.createRevocationList([]) + revoke(removed, next));
+    expect((await handshake(renewed, "r1")).accepted, "both lists").to.equal(true);
+    expect((await handshake(removed, "r2")).accepted, "revoked by the new root's list").to.equal(false);
+  });
 
   it("refuses a certificate of an untrusted root too, and admits no certificate, without a list", async () => {
     const foreign = issueNode(RootCA.create({ clusterId: CLUSTER }), "worker", "f-1");

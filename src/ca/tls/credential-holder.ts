@@ -109,10 +109,8 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     this.logger.info({ roots: certificatesFromPem(trustBundlePem, 16).length }, "trust bundle replaced");
     const update = this.caUpdate();
     for (const listener of this.caListeners) listener(update);
-    // A list whose root left the bundle is dropped; a root with no list yet stops them all.
-    this.revocationLists = this.revocationLists.filter((crl) =>
-      this.signers().some((s) => sameCa(s, crl.issuer)),
-    );
+    // Lists re-checked against the new roots; a root with no list yet stops them all (servedRevocationLists).
+    this.revocationLists = this.recheckRevocationLists();
     this.servedCrls = this.servedRevocationLists();
     this.serverContextChanged();
   }
@@ -120,14 +118,17 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
   /**
    * The certificates the server must refuse in its handshakes, as X.509 CRLs (PEM, one per
    * root a client chain can pass through, each signed by it). Checked first: a list OpenSSL
-   * cannot use (expired, not yet valid, signed by a key we do not trust) would refuse every
-   * client of that root, so such a push throws CredentialsRejectedError and keeps the
-   * current lists. New handshakes use the new lists; open connections stay.
+   * cannot use (expired, not yet valid, a trusted root's name with a bad signature) would
+   * refuse every client of that root, so such a push throws CredentialsRejectedError and
+   * keeps the current lists, as does a push none of whose lists a trusted root signed.
+   * New handshakes use the new lists; open connections stay.
    */
   replaceRevocationList(crlPem: string): void {
     let checked: CheckedRevocationList[];
     try {
       checked = checkRevocationLists(crlPem, this.signers(), this.now());
+      if (!checked.some((crl) => crl.issuer))
+        throw new CredentialsRejectedError("no revocation list is signed by a trusted root");
       // OpenSSL's own parse, as it will load them.
       createSecureContext({ ca: this.trustBundlePem, crl: checked.map((c) => c.pem) });
     } catch (error) {
@@ -222,7 +223,24 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     for (const listener of this.serverContextListeners) listener();
   }
 
-  /** Who may sign a list: the trusted roots, and this node's own intermediates (a cross-signed root). */
+  /** The current lists checked against the current roots; one a new root's name now refutes is dropped. */
+  private recheckRevocationLists(): CheckedRevocationList[] {
+    const kept: CheckedRevocationList[] = [];
+    for (const crl of this.revocationLists) {
+      try {
+        kept.push(...checkRevocationLists(crl.pem, this.signers(), this.now()));
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        this.logger.warn(
+          { code: "CERT_INVALID", err: reason },
+          "dropped a revocation list the new roots refute",
+        );
+      }
+    }
+    return kept;
+  }
+
+  /** Known list signers: the trusted roots, and this node's own intermediates (a cross-signed root). */
   private signers(): X509Certificate[] {
     const [, ...intermediates] = certificatesFromPem(this.identity.certificateChainPem);
     return [...trustBundleFromPem(this.trustBundlePem), ...intermediates];
@@ -239,7 +257,9 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
   private servedRevocationLists(): string[] {
     if (this.revocationLists.length === 0) return [];
     const roots = trustBundleFromPem(this.trustBundlePem);
-    const uncovered = roots.filter((root) => !this.revocationLists.some((crl) => sameCa(crl.issuer, root)));
+    const uncovered = roots.filter(
+      (root) => !this.revocationLists.some((crl) => crl.issuer && sameCa(crl.issuer, root)),
+    );
     if (uncovered.length > 0) {
       this.logger.error(
         { code: "REVOCATION_LIST_MISSING", roots: uncovered.map((r) => r.subject.replaceAll("\n", ", ")) },
