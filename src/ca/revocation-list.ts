@@ -8,8 +8,8 @@
 // "CRL has expired". We set it to the root's own notAfter (no certificate of the root
 // verifies past it anyway) and regenerate the list at every change of the removed
 // nodes instead of on a timer: a long-lived manager with no removals must never turn
-// stale. thisUpdate is backdated like certificates' notBefore, so a CRL made a moment
-// ago is not "not yet valid" for OpenSSL.
+// stale. thisUpdate is backdated by a day: OpenSSL refuses every client of a list that
+// is "not yet valid", so a clock stepped back (NTP) must not turn a fresh list into one.
 import { type KeyObject, sign, verify, type X509Certificate } from "node:crypto";
 import { AsnConvert, AsnSerializer, OctetString } from "@peculiar/asn1-schema";
 import {
@@ -28,7 +28,6 @@ import {
   Version,
 } from "@peculiar/asn1-x509";
 import { CertInvalidError } from "./errors.js";
-import { NOT_BEFORE_BACKDATE_MS } from "./profile.js";
 import { ecdsaWithSha256 } from "./x509-build.js";
 
 /** A certificate to refuse: its serial (hex, as recorded) and since when. */
@@ -39,6 +38,9 @@ export interface RevokedSerial {
 
 /** Far more than any cluster removes within one certificate lifetime; bounds the list OpenSSL loads. */
 export const MAX_REVOKED_SERIALS = 100_000;
+/** How far before its making a list claims validity: see the header (clock steps). */
+export const THIS_UPDATE_BACKDATE_MS = 24 * 60 * 60 * 1000;
+
 /** One list per root a chain can pass through: the current root, and a new one during a rotation. */
 export const MAX_REVOCATION_LISTS = 4;
 const MAX_CRL_PEM_CHARS = MAX_REVOCATION_LISTS * (MAX_REVOKED_SERIALS * 64 + 4096);
@@ -58,7 +60,7 @@ export function buildRevocationList(request: RevocationListRequest): string {
     throw new RangeError(
       `${request.revoked.length} revoked serials exceed the limit of ${MAX_REVOKED_SERIALS}`,
     );
-  const thisUpdate = new Date(request.now.getTime() - NOT_BEFORE_BACKDATE_MS);
+  const thisUpdate = new Date(request.now.getTime() - THIS_UPDATE_BACKDATE_MS);
   // Sorted and deduplicated: the same removed nodes give the same list whatever the input order.
   const bySerial = new Map<string, RevokedSerial>();
   for (const entry of request.revoked) bySerial.set(serialHex(entry.serial), entry);

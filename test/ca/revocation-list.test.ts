@@ -2,7 +2,11 @@
 // v2 with the extensions RFC 5280 requires, and naming exactly the serials given.
 import { expect } from "chai";
 import { CertInvalidError } from "../../src/ca/errors.js";
-import { checkRevocationLists, MAX_REVOCATION_LISTS } from "../../src/ca/revocation-list.js";
+import {
+  checkRevocationLists,
+  MAX_REVOCATION_LISTS,
+  THIS_UPDATE_BACKDATE_MS,
+} from "../../src/ca/revocation-list.js";
 import { RootCA } from "../../src/ca/root-ca.js";
 import { issueNode } from "./echo-service.js";
 import { run, TempDir } from "./helpers.js";
@@ -31,8 +35,9 @@ describe("ca: certificate revocation lists", () => {
     // nextUpdate is the root's own expiry: a list never regenerated must not go stale before its root.
     const nextUpdate = /Next Update: (.+)/.exec(result.stdout)?.[1];
     expect(new Date(nextUpdate ?? "").getTime()).to.equal(new Date(root.certificate.validTo).getTime());
+    // Backdated a day: a clock stepped back must not make the list "not yet valid".
     const lastUpdate = new Date(/Last Update: (.+)/.exec(result.stdout)?.[1] ?? "");
-    expect(lastUpdate.getTime(), "backdated like notBefore").to.be.lessThan(now.getTime());
+    expect(now.getTime() - lastUpdate.getTime()).to.be.closeTo(THIS_UPDATE_BACKDATE_MS, 1_000);
     const listed = [...result.stdout.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]);
     expect(listed).to.deep.equal([BigInt(`0x${removed.serialNumber}`).toString(16).toUpperCase()]);
   });
@@ -93,7 +98,7 @@ describe("ca: certificate revocation lists", () => {
     expect(checkRevocationLists(other.createRevocationList([], now), roots, now)[0]?.issuer).to.equal(
       undefined,
     );
-    const later = new Date(now.getTime() + 3_600_000);
+    const later = new Date(now.getTime() + THIS_UPDATE_BACKDATE_MS + 3_600_000);
     expect(() => checkRevocationLists(root.createRevocationList([], later), roots, now)).to.throw(
       /valid only from/,
     );

@@ -56,7 +56,7 @@ function refuseIfUnverified(socket: TLSSocket, logger: Logger): void {
     {
       code: reason === "CERT_REVOKED" ? "NODE_REMOVED" : "CERT_INVALID",
       reason,
-      subject: peer.subject?.CN,
+      peerNodeId: peer.subject?.CN,
       serial: peer.serialNumber,
       remote: `${socket.remoteAddress}:${socket.remotePort}`,
     },
