@@ -185,6 +185,7 @@ async function runManager(sessions: number, periodMs: number, windowS: number): 
           certificate: cert,
           session: undefined,
           joinedAtMs: at,
+          earlierCertificates: [],
         },
       },
     });

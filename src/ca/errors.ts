@@ -18,7 +18,8 @@ export type CaErrorCode =
   | "NODE_ID_INVALID"
   | "ROLE_INVALID"
   | "CREDENTIALS_REJECTED"
-  | "METHOD_NOT_ALLOWED";
+  | "METHOD_NOT_ALLOWED"
+  | "TLS_HOOK_UNAVAILABLE";
 
 export abstract class CaError extends Error {
   abstract readonly code: CaErrorCode;
@@ -154,5 +155,15 @@ export class MethodNotAllowedError extends CaError {
   readonly code = "METHOD_NOT_ALLOWED";
   constructor(method: string) {
     super(`${method} is not in the authorization policy, so nobody may call it: add it to the policy`);
+  }
+}
+
+export class TlsHookUnavailableError extends CaError {
+  readonly code = "TLS_HOOK_UNAVAILABLE";
+  constructor(what: string) {
+    super(
+      `cannot hook the gRPC server's TLS handshakes (${what}): the installed @grpc/grpc-js is not one this ` +
+        "code supports; install the version package-lock.json names",
+    );
   }
 }

@@ -7,7 +7,9 @@
 // bind a joining node to the root it fetched and admit it with a role. Key and
 // certificate files are replaced atomically. `tls/` turns a node's key, chain and
 // trust bundle into grpc-js credentials that rotate without dropping connections,
-// and authorizes every RPC in one server interceptor.
+// and authorizes every RPC in one server interceptor. Revocation lists signed by the
+// root (RootCA.createRevocationList) make a manager's TLS server refuse a removed
+// node's certificates in the handshake itself (tls/handshake-refusal.ts).
 //
 // Every refusal is a CaError with a stable `code`. This folder imports nothing
 // from src/raft, src/fsm or anything above it.
@@ -28,6 +30,13 @@ export {
 export { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
 export { type NodeIdentity, parseNodeCertificate } from "./node-identity.js";
 export * from "./profile.js";
+export {
+  type CheckedRevocationList,
+  checkRevocationLists,
+  MAX_REVOCATION_LISTS,
+  MAX_REVOKED_SERIALS,
+  type RevokedSerial,
+} from "./revocation-list.js";
 export { type IssuedNodeCertificate, type IssueNodeCertificateRequest, RootCA } from "./root-ca.js";
 export {
   type AuthorizationOptions,
@@ -43,4 +52,6 @@ export {
   TlsCredentialHolder,
   type TlsCredentialHolderOptions,
 } from "./tls/credential-holder.js";
+export { refuseUnverifiedClientCertificates } from "./tls/handshake-refusal.js";
+export { type SecureContextSource, SourcedServerCredentials } from "./tls/server-credentials.js";
 export { verifyServerNode } from "./tls/server-identity.js";

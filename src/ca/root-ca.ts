@@ -40,6 +40,7 @@ import {
   nodeIdProblem,
   ROOT_CA_LIFETIME_MS,
 } from "./profile.js";
+import { buildRevocationList, type RevokedSerial } from "./revocation-list.js";
 import {
   authorityKeyIdentifier,
   buildName,
@@ -211,6 +212,23 @@ export class RootCA {
       notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000),
       issuerKeyId: this.keyId,
     };
+  }
+
+  /**
+   * A CRL signed by this root listing the given serials (PEM), for this manager's own TLS
+   * server: see revocation-list.ts for its validity period. With the CRL loaded, OpenSSL
+   * checks every certificate of a chain (CRL_CHECK_ALL), so a server needs one list per
+   * root its clients' chains pass through (during a rotation: the old and the new root).
+   */
+  createRevocationList(revoked: readonly RevokedSerial[], now = new Date()): string {
+    return buildRevocationList({
+      issuer: this.parsed.tbsCertificate.subject,
+      issuerKeyId: this.keyIdBytes,
+      issuerNotAfter: new Date(this.certificate.validTo),
+      signingKey: this.signingKey,
+      revoked,
+      now,
+    });
   }
 
   /**

@@ -14,6 +14,7 @@ import type {
 } from "../gen/fsm/v1/commands.js";
 import { type Cluster, type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import { demotionRefusal } from "./demotion.js";
+import { earlierAfterRenewal, unexpiredCertificates } from "./earlier-certificates.js";
 import { FsmRefusal } from "./errors.js";
 import type { ChangeEvent } from "./events.js";
 import { joinSecretSha256, MAX_ROTATED_SECRETS } from "./join-secret.js";
@@ -109,6 +110,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
         certificate: c.certificate,
         session: undefined,
         joinedAtMs: c.atMs,
+        earlierCertificates: [],
       },
       out,
     );
@@ -119,7 +121,14 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
   putNode(
     s,
     index,
-    { ...existing, role: c.role, raftId, certificate: c.certificate, address: c.address || existing.address },
+    {
+      ...existing,
+      role: c.role,
+      raftId,
+      certificate: c.certificate,
+      earlierCertificates: earlierAfterRenewal(existing, c.certificate, c.atMs),
+      address: c.address || existing.address,
+    },
     out,
   );
 }
@@ -164,7 +173,15 @@ export function removeNode(s: MutableState, index: number, c: RemoveNode, out: C
     throw new FsmRefusal("NODE_IS_MANAGER", `node ${c.nodeId} is a manager: demote it first`);
   if (node.status === NodeStatus.NODE_STATUS_READY && !c.force)
     throw new FsmRefusal("NODE_UP", `node ${c.nodeId} is up: stop it first, or remove it with --force`);
-  const removed = { id: node.id, certNotAfterMs: node.certificate?.notAfterMs ?? 0, removedAtMs: c.atMs };
+  const unexpired = unexpiredCertificates(node, c.atMs);
+  const removed = {
+    id: node.id,
+    // The last of its certificates to expire: the entry (and its revocation) outlives them all,
+    // even an earlier certificate that outlives a current one issued under a shorter lifetime.
+    certNotAfterMs: Math.max(node.certificate?.notAfterMs ?? 0, ...unexpired.map((u) => u.notAfterMs)),
+    removedAtMs: c.atMs,
+    unexpiredCertificates: unexpired,
+  };
   s.nodes.delete(node.id);
   s.removed.set(node.id, removed);
   out.push({ kind: "nodeRemoved", index, removed, previous: node });

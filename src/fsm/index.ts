@@ -4,6 +4,7 @@
 // change events.
 export { ClusterState, SCHEMA_VERSION, SnapshotSchemaError } from "./cluster-state.js";
 export { demotionRefusal } from "./demotion.js";
+export { MAX_EARLIER_CERTIFICATES } from "./earlier-certificates.js";
 export { FSM_ERROR_CODES, type FsmErrorCode, FsmRefusal, isFsmErrorCode } from "./errors.js";
 export type { ChangeEvent, ChangeListener } from "./events.js";
 export { joinSecretSha256, MAX_ROTATED_SECRETS } from "./join-secret.js";

@@ -8,7 +8,12 @@
 // started, so the process exits on its own.
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { NodeAuthorizer, type NodeRole, type TlsCredentialHolder } from "../ca/index.js";
+import {
+  NodeAuthorizer,
+  type NodeRole,
+  refuseUnverifiedClientCertificates,
+  type TlsCredentialHolder,
+} from "../ca/index.js";
 import { ControlApi, ControlEndpoint, shutdown } from "../control/index.js";
 import { Dispatcher } from "../dispatcher/index.js";
 import { type ChangeEvent, ClusterState } from "../fsm/index.js";
@@ -26,6 +31,7 @@ import { ClusterCreation } from "./cluster-creation.js";
 import { NodeError } from "./errors.js";
 import { MembershipReconciler } from "./membership.js";
 import { managerPolicy } from "./policy.js";
+import { keepRevocationListsCurrent } from "./revocation.js";
 import type { NodeConfig } from "./state-dir.js";
 import { stateDirPaths } from "./state-dir.js";
 
@@ -141,6 +147,8 @@ export class Manager {
       unwatch();
       authorizer.close();
     });
+    // Removed nodes' certificates fail the TLS handshake itself (revocation lists), before the authorizer.
+    this.closers.push(keepRevocationListsCurrent(this.state, credentials, logger));
     const transport = new GrpcTransport({
       selfId: config.raftId,
       credentialsFor: (nodeId) =>
@@ -246,5 +254,6 @@ export class Manager {
       ),
     );
     this.closers.push(() => shutdown(server, SERVER_GRACE_MS));
+    refuseUnverifiedClientCertificates(server, this.options.logger);
   }
 }

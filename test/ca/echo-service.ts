@@ -120,6 +120,7 @@ const unaryHandlers: grpc.UntypedServiceImplementation = {
 };
 
 export interface RunningServer {
+  server: grpc.Server;
   port: number;
   target: string;
   observations: EchoServerObservations;
@@ -137,6 +138,7 @@ export async function startEchoServer(
     server.bindAsync("127.0.0.1:0", credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   });
   return {
+    server,
     port,
     target: `127.0.0.1:${port}`,
     observations,

@@ -1,51 +1,10 @@
-import { spawn } from "node:child_process";
 import { expect } from "chai";
 import { RootCA } from "../../src/ca/root-ca.js";
 import { TlsCredentialHolder } from "../../src/ca/tls/credential-holder.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { issueNode, type RunningServer, startEchoServer } from "./echo-service.js";
 import { TempDir } from "./helpers.js";
-
-// Under TLS 1.3 the server accepts the client certificate after the client's
-// Finished, and only then sends its session tickets; so the ticket is the sign
-// that the server accepted us, and an alert is the sign it did not.
-const ACCEPTED = "Post-Handshake New Session Ticket arrived";
-
-interface Handshake {
-  accepted: boolean;
-  exitCode: number | null;
-  output: string;
-}
-
-/** Runs openssl s_client with stdin held open until the server accepts or refuses (or the deadline passes). */
-function sClient(args: readonly string[], timeoutMs = 8_000): Promise<Handshake> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("openssl", ["s_client", ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let output = "";
-    let settled = false;
-    const finish = (accepted: boolean, exitCode: number | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(deadline);
-      resolve({ accepted, exitCode, output });
-    };
-    const deadline = setTimeout(() => {
-      child.kill();
-      reject(new Error(`s_client neither completed nor failed within ${timeoutMs} ms:\n${output}`));
-    }, timeoutMs);
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString("latin1");
-      if (output.includes(ACCEPTED)) {
-        finish(true, null);
-        child.kill();
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("error", reject);
-    child.on("exit", (code) => finish(false, code));
-  });
-}
+import { sClient } from "./s-client.js";
 
 describe("ca/tls: openssl s_client handshakes with a grpc-js server", () => {
   const root = RootCA.create({ clusterId: "cluster-ssl" });

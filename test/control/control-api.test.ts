@@ -71,6 +71,7 @@ function createCluster(state: ClusterState, root: RootCA): void {
           },
           session: undefined,
           joinedAtMs: 1_000,
+          earlierCertificates: [],
         },
       },
     }),

@@ -228,6 +228,7 @@ export class ControlCluster {
           },
           session: undefined,
           joinedAtMs: now,
+          earlierCertificates: [],
         },
       },
     };

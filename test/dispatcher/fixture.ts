@@ -206,6 +206,7 @@ export class TestCluster {
       certificate: this.certificateFacts(),
       session: undefined,
       joinedAtMs: at,
+      earlierCertificates: [],
     };
   }
 

@@ -32,6 +32,7 @@ function node(id: string, overrides: Partial<Node> = {}): Node {
     certificate: { serial: "01", notAfterMs: 1, issuerKeyId: "old", der: new Uint8Array() },
     session: undefined,
     joinedAtMs: 0,
+    earlierCertificates: [],
     ...overrides,
   };
 }

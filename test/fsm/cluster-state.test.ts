@@ -73,6 +73,7 @@ describe("fsm: the replicated cluster state", () => {
       id: "w1",
       certNotAfterMs: 2_000 + 86_400_000,
       removedAtMs: 4_000,
+      unexpiredCertificates: [{ serial: "s-w1-2000", notAfterMs: 2_000 + 86_400_000 }],
     });
     expectRefused(s, join("w1"), "NODE_REMOVED");
     const renewal = join("w1");

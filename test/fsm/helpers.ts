@@ -21,6 +21,7 @@ export function firstManager(id = "m1"): Node {
     certificate: { serial: "01", notAfterMs: 86_400_000, issuerKeyId: "aa", der: new Uint8Array() },
     session: undefined,
     joinedAtMs: 1_000,
+    earlierCertificates: [],
   };
 }
 

@@ -199,6 +199,7 @@ function createClusterCommand(root: RootCA, first: ManagerIdentity): Operation {
         },
         session: undefined,
         joinedAtMs: now,
+        earlierCertificates: [],
       },
     },
   };

@@ -5,7 +5,10 @@
 // value. Pushes change what new handshakes use; open connections and streams
 // keep the secure context they were made with (grpc-js calls setSecureContext
 // on the server and builds a fresh context per connection attempt on clients).
-import { createSecureContext, type PeerCertificate } from "node:tls";
+// The server side also loads the revocation lists the manager pushes (one per root,
+// signed by it): a removed node's certificates then fail the TLS handshake itself.
+import type { X509Certificate } from "node:crypto";
+import { createSecureContext, type PeerCertificate, type SecureContextOptions } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "../../log/logger.js";
 import { trustBundleFromPem, verifyCertificates } from "../chain.js";
@@ -13,6 +16,8 @@ import { CaError, CredentialsRejectedError } from "../errors.js";
 import { type NodeIdentity, parseNodeCertificate } from "../node-identity.js";
 import { certificatesFromPem, pemOf } from "../pem.js";
 import type { NodeRole } from "../profile.js";
+import { type CheckedRevocationList, checkRevocationLists } from "../revocation-list.js";
+import { type SecureContextSource, SourcedServerCredentials } from "./server-credentials.js";
 import { verifyServerNode } from "./server-identity.js";
 
 type CertificateProvider = grpc.experimental.CertificateProvider;
@@ -42,12 +47,16 @@ export interface ChannelCredentialOptions {
   onServerIdentity?: (identity: NodeIdentity) => void;
 }
 
-export class TlsCredentialHolder implements CertificateProvider {
+export class TlsCredentialHolder implements CertificateProvider, SecureContextSource {
   private identity: NodeTlsIdentity;
   private identityInfo: NodeIdentity;
   private trustBundlePem: string;
+  private revocationLists: CheckedRevocationList[] = [];
+  /** What the server loads: the lists when they cover every trusted root, else none (see servedRevocationLists). */
+  private servedCrls: string[] = [];
   private readonly caListeners = new Set<CaListener>();
   private readonly identityListeners = new Set<IdentityListener>();
+  private readonly serverContextListeners = new Set<() => void>();
   private readonly logger: Logger;
   private readonly now: () => Date;
 
@@ -87,6 +96,7 @@ export class TlsCredentialHolder implements CertificateProvider {
     );
     const update = this.identityUpdate();
     for (const listener of this.identityListeners) listener(update);
+    this.serverContextChanged();
   }
 
   /** A new set of trusted roots (grown to old+new, or shrunk to new, during a root rotation). */
@@ -99,6 +109,60 @@ export class TlsCredentialHolder implements CertificateProvider {
     this.logger.info({ roots: certificatesFromPem(trustBundlePem, 16).length }, "trust bundle replaced");
     const update = this.caUpdate();
     for (const listener of this.caListeners) listener(update);
+    // Lists re-checked against the new roots; a root with no list yet stops them all (servedRevocationLists).
+    this.revocationLists = this.recheckRevocationLists();
+    this.servedCrls = this.servedRevocationLists();
+    this.serverContextChanged();
+  }
+
+  /**
+   * The certificates the server must refuse in its handshakes, as X.509 CRLs (PEM, one per
+   * root a client chain can pass through, each signed by it). Checked first: a list OpenSSL
+   * cannot use (expired, not yet valid, a trusted root's name with a bad signature) would
+   * refuse every client of that root, so such a push throws CredentialsRejectedError and
+   * keeps the current lists, as does a push none of whose lists a trusted root signed.
+   * New handshakes use the new lists; open connections stay.
+   */
+  replaceRevocationList(crlPem: string): void {
+    let checked: CheckedRevocationList[];
+    try {
+      checked = checkRevocationLists(crlPem, this.signers(), this.now());
+      if (!checked.some((crl) => crl.issuer))
+        throw new CredentialsRejectedError("no revocation list is signed by a trusted root");
+      // OpenSSL's own parse, as it will load them.
+      createSecureContext({ ca: this.trustBundlePem, crl: checked.map((c) => c.pem) });
+    } catch (error) {
+      throw this.rejected("revocation list", error);
+    }
+    this.revocationLists = checked;
+    this.servedCrls = this.servedRevocationLists();
+    this.logger.info(
+      {
+        lists: checked.length,
+        revoked: checked.reduce((n, c) => n + c.revokedCount, 0),
+        served: this.servedCrls.length > 0,
+      },
+      "revocation lists replaced; new handshakes use them",
+    );
+    this.serverContextChanged();
+  }
+
+  // ---- SecureContextSource: what the TLS server loads ----------------------------
+
+  serverContextOptions(): SecureContextOptions {
+    return {
+      ca: this.trustBundlePem,
+      cert: this.identity.certificateChainPem,
+      key: this.identity.privateKeyPem,
+      // Given a CRL, Node sets CRL_CHECK | CRL_CHECK_ALL: every certificate of a client's
+      // chain needs a list from its issuer, which servedRevocationLists guarantees.
+      crl: this.servedCrls.length > 0 ? this.servedCrls : undefined,
+    };
+  }
+
+  watchServerContext(listener: () => void): () => void {
+    this.serverContextListeners.add(listener);
+    return () => this.serverContextListeners.delete(listener);
   }
 
   /**
@@ -107,13 +171,8 @@ export class TlsCredentialHolder implements CertificateProvider {
    * interceptor then refuses certificate-less calls to non-public methods.
    */
   serverCredentials(options: { requireClientCertificate: boolean }): grpc.ServerCredentials {
-    // The implementation takes (identity, ca, requireClientCert) despite the .d.ts naming them the other way round;
-    // passing this holder for both makes the order moot.
-    return grpc.experimental.createCertificateProviderServerCredentials(
-      this,
-      this,
-      options.requireClientCertificate,
-    );
+    // Not grpc-js's certificate-provider credentials: they cannot carry revocation lists.
+    return new SourcedServerCredentials(this, options.requireClientCertificate);
   }
 
   channelCredentials(options: ChannelCredentialOptions): grpc.ChannelCredentials {
@@ -158,6 +217,57 @@ export class TlsCredentialHolder implements CertificateProvider {
 
   removeIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.delete(listener);
+  }
+
+  private serverContextChanged(): void {
+    for (const listener of this.serverContextListeners) listener();
+  }
+
+  /** The current lists checked against the current roots; one a new root's name now refutes is dropped. */
+  private recheckRevocationLists(): CheckedRevocationList[] {
+    const kept: CheckedRevocationList[] = [];
+    for (const crl of this.revocationLists) {
+      try {
+        kept.push(...checkRevocationLists(crl.pem, this.signers(), this.now()));
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        this.logger.warn(
+          { code: "CERT_INVALID", err: reason },
+          "dropped a revocation list the new roots refute",
+        );
+      }
+    }
+    return kept;
+  }
+
+  /** Known list signers: the trusted roots, and this node's own intermediates (a cross-signed root). */
+  private signers(): X509Certificate[] {
+    const [, ...intermediates] = certificatesFromPem(this.identity.certificateChainPem);
+    return [...trustBundleFromPem(this.trustBundlePem), ...intermediates];
+  }
+
+  /**
+   * The lists to load, all or none. With a CRL loaded OpenSSL checks every certificate of a
+   * chain and refuses one whose issuer has no list ("unable to get certificate CRL"): a
+   * trusted root without a list (a new root pushed before its list) would cut off all its
+   * nodes. Then no list is loaded, and an error logged, until the lists cover the bundle:
+   * a removed node's handshake completes meanwhile but the authorization interceptor still
+   * refuses each of its calls.
+   */
+  private servedRevocationLists(): string[] {
+    if (this.revocationLists.length === 0) return [];
+    const roots = trustBundleFromPem(this.trustBundlePem);
+    const uncovered = roots.filter(
+      (root) => !this.revocationLists.some((crl) => crl.issuer && sameCa(crl.issuer, root)),
+    );
+    if (uncovered.length > 0) {
+      this.logger.error(
+        { code: "REVOCATION_LIST_MISSING", roots: uncovered.map((r) => r.subject.replaceAll("\n", ", ")) },
+        "no revocation list for a trusted root: handshakes are not checked against any list until one is pushed",
+      );
+      return [];
+    }
+    return this.revocationLists.map((crl) => crl.pem);
   }
 
   private caUpdate(): grpc.experimental.CaCertificateUpdate {
@@ -222,4 +332,9 @@ function validateTrustBundle(trustBundlePem: string): string {
     const reason = error instanceof Error ? error.message : String(error);
     throw new CredentialsRejectedError(`trust bundle: ${reason}`, { cause: error });
   }
+}
+
+/** Same CA for revocation purposes: same subject and key (a root and its cross-signed twin are). */
+function sameCa(a: X509Certificate, b: X509Certificate): boolean {
+  return a.subject === b.subject && a.publicKey.equals(b.publicKey);
 }

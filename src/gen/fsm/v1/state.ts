@@ -107,6 +107,16 @@ export interface Certificate {
   der: Uint8Array;
 }
 
+/**
+ * A certificate a node still holds besides its current one: its TLS handshakes are refused
+ * (revocation list) once the node is removed, until it expires.
+ */
+export interface IssuedSerial {
+  /** Hex, lowercase, as in Certificate.serial. */
+  serial: string;
+  notAfterMs: number;
+}
+
 export interface Session {
   /** Node id of the manager holding the session. */
   managerId: string;
@@ -127,6 +137,12 @@ export interface Node {
   certificate: Certificate | undefined;
   session: Session | undefined;
   joinedAtMs: number;
+  /**
+   * Certificates this node renewed away from that had not expired at the renewal (it
+   * renews at 50-80 % of the life, so the previous one is still valid), oldest first,
+   * at most MAX_EARLIER_CERTIFICATES; expired ones are dropped at each renewal.
+   */
+  earlierCertificates: IssuedSerial[];
 }
 
 export interface RemovedNode {
@@ -137,6 +153,11 @@ export interface RemovedNode {
    */
   certNotAfterMs: number;
   removedAtMs: number;
+  /**
+   * Every certificate of the node unexpired at its removal (current and earlier): each
+   * manager's revocation list names them, so their handshakes fail.
+   */
+  unexpiredCertificates: IssuedSerial[];
 }
 
 export interface State {
@@ -644,6 +665,73 @@ export const Certificate: MessageFns<Certificate> = {
   },
 };
 
+function createBaseIssuedSerial(): IssuedSerial {
+  return { serial: "", notAfterMs: 0 };
+}
+
+export const IssuedSerial: MessageFns<IssuedSerial> = {
+  encode(message: IssuedSerial, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serial !== "") {
+      writer.uint32(10).string(message.serial);
+    }
+    if (message.notAfterMs !== 0) {
+      writer.uint32(16).uint64(message.notAfterMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssuedSerial {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssuedSerial();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serial = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.notAfterMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<IssuedSerial>, I>>(base?: I): IssuedSerial {
+    return IssuedSerial.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssuedSerial>, I>>(object: I): IssuedSerial {
+    const message = createBaseIssuedSerial();
+    message.serial = object.serial ?? "";
+    message.notAfterMs = object.notAfterMs ?? 0;
+    return message;
+  },
+};
+
 function createBaseSession(): Session {
   return { managerId: "", connectedAtMs: 0 };
 }
@@ -724,6 +812,7 @@ function createBaseNode(): Node {
     certificate: undefined,
     session: undefined,
     joinedAtMs: 0,
+    earlierCertificates: [],
   };
 }
 
@@ -761,6 +850,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.joinedAtMs !== 0) {
       writer.uint32(88).uint64(message.joinedAtMs);
+    }
+    for (const v of message.earlierCertificates) {
+      IssuedSerial.encode(v!, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -866,6 +958,14 @@ export const Node: MessageFns<Node> = {
             message.joinedAtMs = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.earlierCertificates.push(IssuedSerial.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -898,12 +998,13 @@ export const Node: MessageFns<Node> = {
       ? Session.fromPartial(object.session)
       : undefined;
     message.joinedAtMs = object.joinedAtMs ?? 0;
+    message.earlierCertificates = object.earlierCertificates?.map((e) => IssuedSerial.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseRemovedNode(): RemovedNode {
-  return { id: "", certNotAfterMs: 0, removedAtMs: 0 };
+  return { id: "", certNotAfterMs: 0, removedAtMs: 0, unexpiredCertificates: [] };
 }
 
 export const RemovedNode: MessageFns<RemovedNode> = {
@@ -916,6 +1017,9 @@ export const RemovedNode: MessageFns<RemovedNode> = {
     }
     if (message.removedAtMs !== 0) {
       writer.uint32(24).uint64(message.removedAtMs);
+    }
+    for (const v of message.unexpiredCertificates) {
+      IssuedSerial.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -957,6 +1061,14 @@ export const RemovedNode: MessageFns<RemovedNode> = {
             message.removedAtMs = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unexpiredCertificates.push(IssuedSerial.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -977,6 +1089,7 @@ export const RemovedNode: MessageFns<RemovedNode> = {
     message.id = object.id ?? "";
     message.certNotAfterMs = object.certNotAfterMs ?? 0;
     message.removedAtMs = object.removedAtMs ?? 0;
+    message.unexpiredCertificates = object.unexpiredCertificates?.map((e) => IssuedSerial.fromPartial(e)) || [];
     return message;
   },
 };
