@@ -4,17 +4,23 @@
 // operation lifts both of its events out of the list, so the walk from the head only
 // ever sees operations that are not linearized yet. Reaching a return event means
 // that operation's completion passed without a linearization point: undo the last
-// choice. A configuration (linearized set, register value, fresh values used) seen
-// before is never explored twice, which keeps the search polynomial in practice for
-// bounded concurrency. Values are small integers here; the caller interns them.
+// one. A configuration (linearized set, register value) seen before is never explored
+// twice, which keeps the search polynomial in practice for bounded concurrency.
+//
+// Fresh writes (a rotate whose token the client never learned) write FRESH, a value
+// bound lazily: the first read that finds FRESH names it, if that value is one only a
+// fresh write can explain and no read has named it before (fresh values are unique).
+// Binding at the first read is the same as choosing at the write, since nothing else
+// can observe the value in between, and it spares the search one branch per candidate
+// value. Which fresh values are taken follows from the linearized reads, so the
+// configuration needs nothing more. Values are small integers; the caller interns them.
 
-/** The register's value after a fresh write that no completed call ever observed. */
-export const UNSEEN = -1;
+/** The register after a fresh write whose value no linearized read has named yet. */
+export const FRESH = -1;
 
 export type SearchStep =
   | { readonly kind: "read"; readonly value: number }
   | { readonly kind: "write"; readonly value: number }
-  /** Writes a value nobody recorded: UNSEEN, or one of the problem's `freshValues`, each at most once. */
   | { readonly kind: "freshWrite" };
 
 export interface SearchOperation {
@@ -29,8 +35,10 @@ export interface SearchOperation {
 export interface SearchProblem {
   readonly operations: readonly SearchOperation[];
   readonly initialValue: number;
-  /** Observed values that only a fresh write can explain; fresh values are unique. */
+  /** Observed values that only a fresh write can explain. */
   readonly freshValues: readonly number[];
+  /** One more than the largest value id. */
+  readonly valueCount: number;
   readonly maxStates: number;
 }
 
@@ -43,12 +51,6 @@ const NIL = -1;
 const HEAD = 0;
 
 class BudgetExceeded {}
-
-interface Frame {
-  readonly op: number;
-  readonly choice: number;
-  readonly valueBefore: number;
-}
 
 const callEntry = (op: number): number => 2 * op + 1;
 const returnEntry = (op: number): number => 2 * op + 2;
@@ -64,9 +66,9 @@ function buildEventList(ops: readonly SearchOperation[]): { next: Int32Array; pr
   });
   entries.sort((a, b) => {
     if (a.time !== b.time) return a.time - b.time;
-    const aReturn = isCallEntry(a.entry) ? 1 : 0;
-    const bReturn = isCallEntry(b.entry) ? 1 : 0;
-    return bReturn - aReturn || a.entry - b.entry;
+    const aReturn = isCallEntry(a.entry) ? 0 : 1;
+    const bReturn = isCallEntry(b.entry) ? 0 : 1;
+    return aReturn - bReturn || a.entry - b.entry;
   });
   const next = new Int32Array(2 * ops.length + 1).fill(NIL);
   const prev = new Int32Array(2 * ops.length + 1).fill(NIL);
@@ -90,22 +92,24 @@ export function searchLinearization(problem: SearchProblem): SearchOutcome {
 
 class Search {
   private readonly ops: readonly SearchOperation[];
-  private readonly fresh: readonly number[];
+  private readonly isFreshValue: Uint8Array;
+  /** Linearized reads per value: a fresh value is taken once a read has named it. */
+  private readonly readsOf: Int32Array;
   private readonly next: Int32Array;
   private readonly prev: Int32Array;
   private readonly linearized: Uint16Array;
-  private readonly freshUsed: Uint16Array;
   private readonly seen = new Set<string>();
-  private readonly stack: Frame[] = [];
+  private readonly stack: { readonly op: number; readonly valueBefore: number }[] = [];
   private value: number;
   private requiredLeft: number;
 
   constructor(private readonly problem: SearchProblem) {
     this.ops = problem.operations;
-    this.fresh = problem.freshValues;
+    this.isFreshValue = new Uint8Array(problem.valueCount);
+    for (const value of problem.freshValues) this.isFreshValue[value] = 1;
+    this.readsOf = new Int32Array(problem.valueCount);
     ({ next: this.next, prev: this.prev } = buildEventList(this.ops));
     this.linearized = new Uint16Array(Math.ceil(this.ops.length / 16));
-    this.freshUsed = new Uint16Array(Math.ceil(this.fresh.length / 16));
     this.value = problem.initialValue;
     this.requiredLeft = this.ops.filter((op) => op.completedAt !== undefined).length;
   }
@@ -113,55 +117,34 @@ class Search {
   run(): SearchOutcome {
     let entry = this.next[HEAD];
     for (;;) {
-      if (this.requiredLeft === 0) {
-        return {
-          kind: "linearizable",
-          order: this.stack.map(({ op }, i) => ({ op, valueAfter: this.valueAfter(i) })),
-        };
-      }
-      // Every completed operation still in the list has a return entry ahead, so the walk
+      if (this.requiredLeft === 0) return { kind: "linearizable", order: this.witness() };
+      // Every answered operation still in the list has a return entry ahead, so the walk
       // meets one before running off the end.
       if (entry === NIL) throw new Error("linearizability search: walked past the last event");
       if (isCallEntry(entry)) {
-        entry = this.tryLinearize(opOfEntry(entry), 0) ? this.next[HEAD] : this.next[entry];
+        const op = opOfEntry(entry);
+        entry = this.tryLinearize(op) ? this.next[HEAD] : this.next[entry];
         continue;
       }
-      const frame = this.stack.pop();
-      if (frame === undefined) return { kind: "not-linearizable" };
-      this.undo(frame);
-      entry = this.tryLinearize(frame.op, frame.choice + 1)
-        ? this.next[HEAD]
-        : this.next[callEntry(frame.op)];
+      const last = this.stack.pop();
+      if (last === undefined) return { kind: "not-linearizable" };
+      this.undo(last.op, last.valueBefore);
+      entry = this.next[callEntry(last.op)];
     }
   }
 
-  private valueAfter(stackIndex: number): number {
-    const later = this.stack[stackIndex + 1];
-    return later === undefined ? this.value : later.valueBefore;
-  }
-
-  /** Linearizes `op` now with the first legal, unexplored choice from `fromChoice` on. */
-  private tryLinearize(op: number, fromChoice: number): boolean {
+  private tryLinearize(op: number): boolean {
     const { step, after } = this.ops[op];
     if (after !== undefined && !this.isLinearized(after)) return false;
-    if (step.kind === "read")
-      return fromChoice === 0 && this.value === step.value && this.commit(op, 0, this.value);
-    if (step.kind === "write") return fromChoice === 0 && this.commit(op, 0, step.value);
-    // Choice i < fresh.length writes fresh value i; choice fresh.length writes UNSEEN. An
-    // unanswered fresh write of UNSEEN is the same as never happening: no read can return it.
-    const required = this.ops[op].completedAt !== undefined;
-    const lastChoice = required ? this.fresh.length : this.fresh.length - 1;
-    for (let choice = fromChoice; choice <= lastChoice; choice++) {
-      if (choice === this.fresh.length) return this.commit(op, choice, UNSEEN);
-      if (this.isFreshUsed(choice)) continue;
-      this.setFreshUsed(choice, true);
-      if (this.commit(op, choice, this.fresh[choice])) return true;
-      this.setFreshUsed(choice, false);
-    }
-    return false;
+    if (step.kind === "write") return this.commit(op, step.value);
+    if (step.kind === "freshWrite") return this.commit(op, FRESH);
+    if (this.value === step.value) return this.commit(op, step.value);
+    const bindsFresh =
+      this.value === FRESH && this.isFreshValue[step.value] === 1 && this.readsOf[step.value] === 0;
+    return bindsFresh && this.commit(op, step.value);
   }
 
-  private commit(op: number, choice: number, valueAfter: number): boolean {
+  private commit(op: number, valueAfter: number): boolean {
     this.setLinearized(op, true);
     const key = this.configurationKey(valueAfter);
     if (this.seen.has(key)) {
@@ -170,30 +153,46 @@ class Search {
     }
     if (this.seen.size >= this.problem.maxStates) throw new BudgetExceeded();
     this.seen.add(key);
-    this.stack.push({ op, choice, valueBefore: this.value });
+    this.stack.push({ op, valueBefore: this.value });
     this.value = valueAfter;
-    if (this.ops[op].completedAt !== undefined) this.requiredLeft--;
+    const { step, completedAt } = this.ops[op];
+    if (step.kind === "read") this.readsOf[step.value]++;
+    if (completedAt !== undefined) this.requiredLeft--;
     this.lift(op);
     return true;
   }
 
-  private undo(frame: Frame): void {
-    const { op, choice } = frame;
+  private undo(op: number, valueBefore: number): void {
     this.unlift(op);
-    if (this.ops[op].completedAt !== undefined) this.requiredLeft++;
-    this.value = frame.valueBefore;
+    const { step, completedAt } = this.ops[op];
+    if (completedAt !== undefined) this.requiredLeft++;
+    if (step.kind === "read") this.readsOf[step.value]--;
+    this.value = valueBefore;
     this.setLinearized(op, false);
-    if (this.ops[op].step.kind === "freshWrite" && choice < this.fresh.length)
-      this.setFreshUsed(choice, false);
+  }
+
+  /** The linearized order with each fresh write's value filled in from the read that bound it. */
+  private witness(): { op: number; valueAfter: number }[] {
+    const order = this.stack.map(({ op }) => ({ op, valueAfter: FRESH }));
+    let current = this.problem.initialValue;
+    let lastWrite = -1;
+    order.forEach((point, i) => {
+      const { step } = this.ops[point.op];
+      if (step.kind === "read" && current === FRESH) {
+        for (let j = lastWrite; j < i; j++) order[j].valueAfter = step.value;
+      }
+      if (step.kind !== "freshWrite") current = step.value;
+      else current = FRESH;
+      if (step.kind !== "read") lastWrite = i;
+      point.valueAfter = current;
+    });
+    return order;
   }
 
   private configurationKey(valueAfter: number): string {
     // Fixed-width parts, so concatenation is unambiguous.
-    return (
-      String.fromCharCode(...this.linearized) +
-      String.fromCharCode(...this.freshUsed) +
-      String.fromCharCode((valueAfter + 1) & 0xffff, (valueAfter + 1) >>> 16)
-    );
+    const value = valueAfter + 1;
+    return String.fromCharCode(...this.linearized) + String.fromCharCode(value & 0xffff, value >>> 16);
   }
 
   private lift(op: number): void {
@@ -227,14 +226,5 @@ class Search {
   private setLinearized(op: number, on: boolean): void {
     if (on) this.linearized[op >> 4] |= 1 << (op & 15);
     else this.linearized[op >> 4] &= ~(1 << (op & 15));
-  }
-
-  private isFreshUsed(i: number): boolean {
-    return (this.freshUsed[i >> 4] & (1 << (i & 15))) !== 0;
-  }
-
-  private setFreshUsed(i: number, on: boolean): void {
-    if (on) this.freshUsed[i >> 4] |= 1 << (i & 15);
-    else this.freshUsed[i >> 4] &= ~(1 << (i & 15));
   }
 }

@@ -17,10 +17,10 @@
 
 import { renderFailingPrefix } from "./linearizability-render.js";
 import {
+  FRESH,
   type SearchOperation,
   type SearchProblem,
   searchLinearization,
-  UNSEEN,
 } from "./linearizability-search.js";
 
 export type RegisterValue = string | number;
@@ -140,8 +140,9 @@ export function checkRegisterHistory<V extends RegisterValue>(
   if (history.length > maxOperations) throw new HistoryTooLargeError(history.length, maxOperations);
   history.forEach(validateOperation);
   const maxStates = options.maxSearchStates ?? DEFAULT_MAX_SEARCH_STATES;
+  const model = { initialValue, knownValues: knownWrittenValues(history, initialValue), maxStates };
   const whole = history.map((op, index) => ({ index, op, answered: op.completedAt !== undefined }));
-  const outcome = checkViews(whole, initialValue, maxStates);
+  const outcome = checkViews(model, whole);
   if (outcome.linearizable) return { ok: true, linearization: outcome.linearization };
 
   // Linearizability is prefix-closed (a call cut before its answer may still take effect
@@ -151,8 +152,7 @@ export function checkRegisterHistory<V extends RegisterValue>(
   let failing = events.length;
   while (failing - passing > 1) {
     const middle = (passing + failing) >> 1;
-    if (checkViews(prefixViews(history, events, middle), initialValue, maxStates).linearizable)
-      passing = middle;
+    if (checkViews(model, prefixViews(history, events, middle)).linearizable) passing = middle;
     else failing = middle;
   }
   const last = events[failing - 1];
@@ -215,22 +215,44 @@ function prefixViews<V extends RegisterValue>(
     .map((index) => ({ index, op: history[index], answered: returned.has(index) }));
 }
 
+/**
+ * The initial value and every value a call says it wrote. A fresh value differs from all of
+ * them, also from those written after a given prefix: so a prefix's check stays a relaxation
+ * of the whole history's, and the bisection above finds the smallest failing prefix.
+ */
+interface RegisterModel<V extends RegisterValue> {
+  readonly initialValue: V;
+  readonly knownValues: ReadonlySet<V>;
+  readonly maxStates: number;
+}
+
+function knownWrittenValues<V extends RegisterValue>(
+  history: readonly RegisterOperation<V>[],
+  initialValue: V,
+): Set<V> {
+  const known = new Set<V>([initialValue]);
+  for (const op of history) {
+    if (op.kind === "write") known.add(op.value);
+    if (op.kind === "rotate" && op.written !== undefined) known.add(op.written);
+  }
+  return known;
+}
+
 type ViewsOutcome<V extends RegisterValue> =
   | { readonly linearizable: true; readonly linearization: LinearizationPoint<V>[] }
   | { readonly linearizable: false };
 
 function checkViews<V extends RegisterValue>(
+  model: RegisterModel<V>,
   views: readonly OperationView<V>[],
-  initialValue: V,
-  maxStates: number,
 ): ViewsOutcome<V> {
-  const { problem, parts, values } = toSearchProblem(views, initialValue, maxStates);
+  const { problem, parts, values } = toSearchProblem(model, views);
   const outcome = searchLinearization(problem);
   if (outcome.kind === "budget-exceeded") throw new SearchBudgetExceededError(outcome.states);
   if (outcome.kind === "not-linearizable") return { linearizable: false };
   const linearization = outcome.order.map(({ op, valueAfter }) => ({
     ...parts[op],
-    valueAfter: valueAfter === UNSEEN ? undefined : values[valueAfter],
+    valueAfter: valueAfter === FRESH ? undefined : values[valueAfter],
   }));
   return { linearizable: true, linearization };
 }
@@ -242,9 +264,8 @@ function checkViews<V extends RegisterValue>(
  * after everything else it changes nothing observed).
  */
 function toSearchProblem<V extends RegisterValue>(
+  { initialValue, knownValues, maxStates }: RegisterModel<V>,
   views: readonly OperationView<V>[],
-  initialValue: V,
-  maxStates: number,
 ): { problem: SearchProblem; parts: { operation: number; part: "read" | "write" }[]; values: V[] } {
   const values: V[] = [];
   const ids = new Map<V, number>();
@@ -257,11 +278,9 @@ function toSearchProblem<V extends RegisterValue>(
     return id;
   };
   const initial = intern(initialValue);
+  const known = new Set([...knownValues].map(intern));
   const observed = new Set<number>();
-  const known = new Set<number>([initial]);
   for (const { op, answered } of views) {
-    if (op.kind === "write") known.add(intern(op.value));
-    if (op.kind === "rotate" && op.written !== undefined) known.add(intern(op.written));
     const answer = op.kind === "read" ? op.value : op.kind === "rotate" ? op.returned : undefined;
     if (answered && answer !== undefined) observed.add(intern(answer));
   }
@@ -296,5 +315,9 @@ function toSearchProblem<V extends RegisterValue>(
       add(index, "read", { ...timing, after: writePart, step: { kind: "read", value: intern(op.returned) } });
     }
   }
-  return { problem: { operations, initialValue: initial, freshValues, maxStates }, parts, values };
+  return {
+    problem: { operations, initialValue: initial, freshValues, valueCount: values.length, maxStates },
+    parts,
+    values,
+  };
 }
