@@ -14,6 +14,7 @@
 // can observe the value in between, and it spares the search one branch per candidate
 // value. Which fresh values are taken follows from the linearized reads, so the
 // configuration needs nothing more. Values are small integers; the caller interns them.
+import { ConfigurationSet, zobristWords } from "./linearizability-memo.js";
 
 /** The register after a fresh write whose value no linearized read has named yet. */
 export const FRESH = -1;
@@ -98,9 +99,22 @@ class Search {
   private readonly next: Int32Array;
   private readonly prev: Int32Array;
   private readonly linearized: Uint16Array;
-  private readonly seen = new Set<string>();
-  private readonly stack: { readonly op: number; readonly valueBefore: number }[] = [];
+  private readonly seen: ConfigurationSet;
+  private readonly zobrist: { lo: Int32Array; hi: Int32Array };
+  private hashLo = 0;
+  private hashHi = 0;
+  private readonly stack: {
+    readonly op: number;
+    readonly valueBefore: number;
+    readonly unreadBefore: boolean;
+  }[] = [];
   private value: number;
+  /**
+   * The value came from an unanswered write and no read has seen it yet. Such a write
+   * may not be overwritten: leaving it out instead changes nothing anyone saw, and the
+   * configurations where it took effect unseen would multiply the search by 2 per call.
+   */
+  private unreadOptionalWrite = false;
   private requiredLeft: number;
 
   constructor(private readonly problem: SearchProblem) {
@@ -110,6 +124,8 @@ class Search {
     this.readsOf = new Int32Array(problem.valueCount);
     ({ next: this.next, prev: this.prev } = buildEventList(this.ops));
     this.linearized = new Uint16Array(Math.ceil(this.ops.length / 16));
+    this.seen = new ConfigurationSet(this.linearized.length);
+    this.zobrist = zobristWords(this.ops.length);
     this.value = problem.initialValue;
     this.requiredLeft = this.ops.filter((op) => op.completedAt !== undefined).length;
   }
@@ -128,7 +144,7 @@ class Search {
       }
       const last = this.stack.pop();
       if (last === undefined) return { kind: "not-linearizable" };
-      this.undo(last.op, last.valueBefore);
+      this.undo(last);
       entry = this.next[callEntry(last.op)];
     }
   }
@@ -136,6 +152,7 @@ class Search {
   private tryLinearize(op: number): boolean {
     const { step, after } = this.ops[op];
     if (after !== undefined && !this.isLinearized(after)) return false;
+    if (step.kind !== "read" && this.unreadOptionalWrite) return false;
     if (step.kind === "write") return this.commit(op, step.value);
     if (step.kind === "freshWrite") return this.commit(op, FRESH);
     if (this.value === step.value) return this.commit(op, step.value);
@@ -146,24 +163,26 @@ class Search {
 
   private commit(op: number, valueAfter: number): boolean {
     this.setLinearized(op, true);
-    const key = this.configurationKey(valueAfter);
-    if (this.seen.has(key)) {
+    const { step, completedAt } = this.ops[op];
+    const unreadAfter = step.kind !== "read" && completedAt === undefined;
+    const extra = (valueAfter + 1) * 2 + (unreadAfter ? 1 : 0);
+    if (!this.seen.add(this.linearized, this.hashLo, this.hashHi, extra)) {
       this.setLinearized(op, false);
       return false;
     }
-    if (this.seen.size >= this.problem.maxStates) throw new BudgetExceeded();
-    this.seen.add(key);
-    this.stack.push({ op, valueBefore: this.value });
+    if (this.seen.size > this.problem.maxStates) throw new BudgetExceeded();
+    this.stack.push({ op, valueBefore: this.value, unreadBefore: this.unreadOptionalWrite });
     this.value = valueAfter;
-    const { step, completedAt } = this.ops[op];
+    this.unreadOptionalWrite = unreadAfter;
     if (step.kind === "read") this.readsOf[step.value]++;
     if (completedAt !== undefined) this.requiredLeft--;
     this.lift(op);
     return true;
   }
 
-  private undo(op: number, valueBefore: number): void {
+  private undo({ op, valueBefore, unreadBefore }: (typeof this.stack)[number]): void {
     this.unlift(op);
+    this.unreadOptionalWrite = unreadBefore;
     const { step, completedAt } = this.ops[op];
     if (completedAt !== undefined) this.requiredLeft++;
     if (step.kind === "read") this.readsOf[step.value]--;
@@ -187,12 +206,6 @@ class Search {
       point.valueAfter = current;
     });
     return order;
-  }
-
-  private configurationKey(valueAfter: number): string {
-    // Fixed-width parts, so concatenation is unambiguous.
-    const value = valueAfter + 1;
-    return String.fromCharCode(...this.linearized) + String.fromCharCode(value & 0xffff, value >>> 16);
   }
 
   private lift(op: number): void {
@@ -223,8 +236,11 @@ class Search {
     return (this.linearized[op >> 4] & (1 << (op & 15))) !== 0;
   }
 
+  /** Toggles `op`'s bit and its share of the configuration hash (it is never set twice). */
   private setLinearized(op: number, on: boolean): void {
     if (on) this.linearized[op >> 4] |= 1 << (op & 15);
     else this.linearized[op >> 4] &= ~(1 << (op & 15));
+    this.hashLo ^= this.zobrist.lo[op];
+    this.hashHi ^= this.zobrist.hi[op];
   }
 }

@@ -286,7 +286,7 @@ function toSearchProblem<V extends RegisterValue>(
   }
   const freshValues = [...observed].filter((id) => !known.has(id));
 
-  const operations: SearchOperation[] = [];
+  const operations: { -readonly [K in keyof SearchOperation]: SearchOperation[K] }[] = [];
   const parts: { operation: number; part: "read" | "write" }[] = [];
   const add = (index: number, part: "read" | "write", op: SearchOperation): number => {
     parts.push({ operation: index, part });
@@ -315,9 +315,34 @@ function toSearchProblem<V extends RegisterValue>(
       add(index, "read", { ...timing, after: writePart, step: { kind: "read", value: intern(op.returned) } });
     }
   }
+  chainUnansweredFreshWrites(operations);
   return {
     problem: { operations, initialValue: initial, freshValues, valueCount: values.length, maxStates },
     parts,
     values,
   };
+}
+
+/**
+ * Unanswered fresh writes are interchangeable but for their invocation times, so only
+ * which ones took effect matters, not which did what: the search lets them take effect
+ * in invocation order only. Otherwise every subset of them is a distinct configuration
+ * (2^k for k unanswered rotates, which a leader kill easily produces). Sound: in any
+ * order, hand the i-th such write point to the i-th invoked of them; it was invoked no
+ * later than one of the first i, whose point already comes after everything that
+ * completed before that invocation.
+ */
+function chainUnansweredFreshWrites(
+  operations: {
+    invokedAt: number;
+    completedAt: number | undefined;
+    step: SearchOperation["step"];
+    after: number | undefined;
+  }[],
+): void {
+  const unanswered = operations
+    .map((op, i) => ({ op, i }))
+    .filter(({ op }) => op.step.kind === "freshWrite" && op.completedAt === undefined)
+    .sort((a, b) => a.op.invokedAt - b.op.invokedAt || a.i - b.i);
+  for (let k = 1; k < unanswered.length; k++) unanswered[k].op.after = unanswered[k - 1].i;
 }
