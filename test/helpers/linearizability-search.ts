@@ -14,6 +14,15 @@
 // can observe the value in between, and it spares the search one branch per candidate
 // value. Which fresh values are taken follows from the linearized reads, so the
 // configuration needs nothing more. Values are small integers; the caller interns them.
+//
+// Unanswered writes are optional: they stay out of the event list and are tried only
+// when the walk reaches a return, after every answered call that could go first. Among
+// them, unanswered fresh writes are interchangeable but for their invocation times, so
+// they take effect in invocation order only (the caller chains them with `after`), and
+// configurations count how many did: a configuration that used more of them than one
+// already explored with the same rest is dominated (it has fewer options left) and is
+// skipped. Exploring optional writes last makes the cheaper configuration come first.
+import { callEntry, EventList, isCallEntry, opOfEntry } from "./linearizability-events.js";
 import { ConfigurationSet, zobristWords } from "./linearizability-memo.js";
 
 /** The register after a fresh write whose value no linearized read has named yet. */
@@ -48,38 +57,14 @@ export type SearchOutcome =
   | { readonly kind: "not-linearizable" }
   | { readonly kind: "budget-exceeded"; readonly states: number };
 
-const NIL = -1;
-const HEAD = 0;
-
 class BudgetExceeded {}
 
-const callEntry = (op: number): number => 2 * op + 1;
-const returnEntry = (op: number): number => 2 * op + 2;
-const opOfEntry = (entry: number): number => (entry - 1) >> 1;
-const isCallEntry = (entry: number): boolean => entry % 2 === 1;
-
-/** Entries ordered by time; at equal times calls come first, so touching intervals count as concurrent. */
-function buildEventList(ops: readonly SearchOperation[]): { next: Int32Array; prev: Int32Array } {
-  const entries: { entry: number; time: number }[] = [];
-  ops.forEach((op, i) => {
-    entries.push({ entry: callEntry(i), time: op.invokedAt });
-    if (op.completedAt !== undefined) entries.push({ entry: returnEntry(i), time: op.completedAt });
-  });
-  entries.sort((a, b) => {
-    if (a.time !== b.time) return a.time - b.time;
-    const aReturn = isCallEntry(a.entry) ? 0 : 1;
-    const bReturn = isCallEntry(b.entry) ? 0 : 1;
-    return aReturn - bReturn || a.entry - b.entry;
-  });
-  const next = new Int32Array(2 * ops.length + 1).fill(NIL);
-  const prev = new Int32Array(2 * ops.length + 1).fill(NIL);
-  let last = HEAD;
-  for (const { entry } of entries) {
-    next[last] = entry;
-    prev[entry] = last;
-    last = entry;
-  }
-  return { next, prev };
+interface Frame {
+  readonly op: number;
+  readonly valueBefore: number;
+  readonly unreadBefore: boolean;
+  /** For an optional write: where the walk resumes (its position among the optional ones, the return entry). */
+  readonly optional: { readonly index: number; readonly atReturn: number } | undefined;
 }
 
 export function searchLinearization(problem: SearchProblem): SearchOutcome {
@@ -96,18 +81,19 @@ class Search {
   private readonly isFreshValue: Uint8Array;
   /** Linearized reads per value: a fresh value is taken once a read has named it. */
   private readonly readsOf: Int32Array;
-  private readonly next: Int32Array;
-  private readonly prev: Int32Array;
+  private readonly events: EventList;
+  /** Unanswered writes, by invocation time. */
+  private readonly optional: readonly number[];
+  private readonly isChained: Uint8Array;
   private readonly linearized: Uint16Array;
+  /** The linearized set without the chained fresh writes, which `chainedUsed` counts instead. */
+  private readonly keyBits: Uint16Array;
+  private chainedUsed = 0;
   private readonly seen: ConfigurationSet;
   private readonly zobrist: { lo: Int32Array; hi: Int32Array };
   private hashLo = 0;
   private hashHi = 0;
-  private readonly stack: {
-    readonly op: number;
-    readonly valueBefore: number;
-    readonly unreadBefore: boolean;
-  }[] = [];
+  private readonly stack: Frame[] = [];
   private value: number;
   /**
    * The value came from an unanswered write and no read has seen it yet. Such a write
@@ -118,74 +104,109 @@ class Search {
   private requiredLeft: number;
 
   constructor(private readonly problem: SearchProblem) {
-    this.ops = problem.operations;
+    const ops = problem.operations;
+    this.ops = ops;
     this.isFreshValue = new Uint8Array(problem.valueCount);
     for (const value of problem.freshValues) this.isFreshValue[value] = 1;
     this.readsOf = new Int32Array(problem.valueCount);
-    ({ next: this.next, prev: this.prev } = buildEventList(this.ops));
-    this.linearized = new Uint16Array(Math.ceil(this.ops.length / 16));
+    this.events = new EventList(
+      ops.map(({ invokedAt, completedAt }) =>
+        completedAt === undefined ? undefined : { invokedAt, completedAt },
+      ),
+    );
+    this.optional = ops
+      .flatMap((op, i) => (op.completedAt === undefined ? [i] : []))
+      .sort((a, b) => ops[a].invokedAt - ops[b].invokedAt || a - b);
+    this.isChained = new Uint8Array(ops.length);
+    for (const i of this.optional) if (ops[i].step.kind === "freshWrite") this.isChained[i] = 1;
+    this.linearized = new Uint16Array(Math.ceil(ops.length / 16));
+    this.keyBits = new Uint16Array(this.linearized.length);
     this.seen = new ConfigurationSet(this.linearized.length);
-    this.zobrist = zobristWords(this.ops.length);
+    this.zobrist = zobristWords(ops.length);
     this.value = problem.initialValue;
-    this.requiredLeft = this.ops.filter((op) => op.completedAt !== undefined).length;
+    this.requiredLeft = ops.length - this.optional.length;
   }
 
   run(): SearchOutcome {
-    let entry = this.next[HEAD];
+    let entry = this.events.first();
+    let optionalFrom = 0;
     for (;;) {
       if (this.requiredLeft === 0) return { kind: "linearizable", order: this.witness() };
-      // Every answered operation still in the list has a return entry ahead, so the walk
-      // meets one before running off the end.
-      if (entry === NIL) throw new Error("linearizability search: walked past the last event");
+      // Every answered operation left has a return entry ahead, so the walk meets one
+      // before running off the end.
+      if (entry === undefined) throw new Error("linearizability search: walked past the last event");
       if (isCallEntry(entry)) {
-        const op = opOfEntry(entry);
-        entry = this.tryLinearize(op) ? this.next[HEAD] : this.next[entry];
+        entry = this.tryLinearize(opOfEntry(entry), undefined)
+          ? this.events.first()
+          : this.events.after(entry);
         continue;
       }
+      if (this.tryOptionalBefore(entry, optionalFrom)) {
+        entry = this.events.first();
+        optionalFrom = 0;
+        continue;
+      }
+      // This return passed without its operation linearized: undo the last step.
       const last = this.stack.pop();
       if (last === undefined) return { kind: "not-linearizable" };
       this.undo(last);
-      entry = this.next[callEntry(last.op)];
+      entry = last.optional === undefined ? this.events.after(callEntry(last.op)) : last.optional.atReturn;
+      optionalFrom = last.optional === undefined ? 0 : last.optional.index + 1;
     }
   }
 
-  private tryLinearize(op: number): boolean {
+  /** Tries the unanswered writes invoked before `returnEntry`, from position `from` on. */
+  private tryOptionalBefore(returnEntry: number, from: number): boolean {
+    const limit = this.events.timeOf(returnEntry);
+    for (let index = from; index < this.optional.length; index++) {
+      const op = this.optional[index];
+      if (this.ops[op].invokedAt > limit) return false;
+      if (!this.isLinearized(op) && this.tryLinearize(op, { index, atReturn: returnEntry })) return true;
+    }
+    return false;
+  }
+
+  private tryLinearize(op: number, optional: Frame["optional"]): boolean {
     const { step, after } = this.ops[op];
     if (after !== undefined && !this.isLinearized(after)) return false;
     if (step.kind !== "read" && this.unreadOptionalWrite) return false;
-    if (step.kind === "write") return this.commit(op, step.value);
-    if (step.kind === "freshWrite") return this.commit(op, FRESH);
-    if (this.value === step.value) return this.commit(op, step.value);
+    if (step.kind === "write") return this.commit(op, step.value, optional);
+    if (step.kind === "freshWrite") return this.commit(op, FRESH, optional);
+    if (this.value === step.value) return this.commit(op, step.value, optional);
     const bindsFresh =
       this.value === FRESH && this.isFreshValue[step.value] === 1 && this.readsOf[step.value] === 0;
-    return bindsFresh && this.commit(op, step.value);
+    return bindsFresh && this.commit(op, step.value, optional);
   }
 
-  private commit(op: number, valueAfter: number): boolean {
+  private commit(op: number, valueAfter: number, optional: Frame["optional"]): boolean {
     this.setLinearized(op, true);
-    const { step, completedAt } = this.ops[op];
-    const unreadAfter = step.kind !== "read" && completedAt === undefined;
+    const unreadAfter = optional !== undefined;
     const extra = (valueAfter + 1) * 2 + (unreadAfter ? 1 : 0);
-    if (!this.seen.add(this.linearized, this.hashLo, this.hashHi, extra)) {
+    if (!this.seen.add(this.keyBits, this.hashLo, this.hashHi, extra, this.chainedUsed)) {
       this.setLinearized(op, false);
       return false;
     }
     if (this.seen.size > this.problem.maxStates) throw new BudgetExceeded();
-    this.stack.push({ op, valueBefore: this.value, unreadBefore: this.unreadOptionalWrite });
+    this.stack.push({ op, valueBefore: this.value, unreadBefore: this.unreadOptionalWrite, optional });
     this.value = valueAfter;
     this.unreadOptionalWrite = unreadAfter;
+    const { step } = this.ops[op];
     if (step.kind === "read") this.readsOf[step.value]++;
-    if (completedAt !== undefined) this.requiredLeft--;
-    this.lift(op);
+    if (optional === undefined) {
+      this.requiredLeft--;
+      this.events.lift(op);
+    }
     return true;
   }
 
-  private undo({ op, valueBefore, unreadBefore }: (typeof this.stack)[number]): void {
-    this.unlift(op);
-    this.unreadOptionalWrite = unreadBefore;
-    const { step, completedAt } = this.ops[op];
-    if (completedAt !== undefined) this.requiredLeft++;
+  private undo({ op, valueBefore, unreadBefore, optional }: Frame): void {
+    if (optional === undefined) {
+      this.events.unlift(op);
+      this.requiredLeft++;
+    }
+    const { step } = this.ops[op];
     if (step.kind === "read") this.readsOf[step.value]--;
+    this.unreadOptionalWrite = unreadBefore;
     this.value = valueBefore;
     this.setLinearized(op, false);
   }
@@ -200,46 +221,29 @@ class Search {
       if (step.kind === "read" && current === FRESH) {
         for (let j = lastWrite; j < i; j++) order[j].valueAfter = step.value;
       }
-      if (step.kind !== "freshWrite") current = step.value;
-      else current = FRESH;
+      current = step.kind === "freshWrite" ? FRESH : step.value;
       if (step.kind !== "read") lastWrite = i;
       point.valueAfter = current;
     });
     return order;
   }
 
-  private lift(op: number): void {
-    this.unlink(callEntry(op));
-    if (this.ops[op].completedAt !== undefined) this.unlink(returnEntry(op));
-  }
-
-  /** Reverse order of lift: dancing links restore exactly what the lift removed. */
-  private unlift(op: number): void {
-    if (this.ops[op].completedAt !== undefined) this.relink(returnEntry(op));
-    this.relink(callEntry(op));
-  }
-
-  private unlink(entry: number): void {
-    const before = this.prev[entry];
-    const after = this.next[entry];
-    this.next[before] = after;
-    if (after !== NIL) this.prev[after] = before;
-  }
-
-  private relink(entry: number): void {
-    const after = this.next[entry];
-    this.next[this.prev[entry]] = entry;
-    if (after !== NIL) this.prev[after] = entry;
-  }
-
   private isLinearized(op: number): boolean {
     return (this.linearized[op >> 4] & (1 << (op & 15))) !== 0;
   }
 
-  /** Toggles `op`'s bit and its share of the configuration hash (it is never set twice). */
+  /** Toggles `op`'s bit; a chained fresh write counts instead of entering the key and its hash. */
   private setLinearized(op: number, on: boolean): void {
-    if (on) this.linearized[op >> 4] |= 1 << (op & 15);
-    else this.linearized[op >> 4] &= ~(1 << (op & 15));
+    const word = op >> 4;
+    const bit = 1 << (op & 15);
+    if (on) this.linearized[word] |= bit;
+    else this.linearized[word] &= ~bit;
+    if (this.isChained[op] === 1) {
+      this.chainedUsed += on ? 1 : -1;
+      return;
+    }
+    if (on) this.keyBits[word] |= bit;
+    else this.keyBits[word] &= ~bit;
     this.hashLo ^= this.zobrist.lo[op];
     this.hashHi ^= this.zobrist.hi[op];
   }
