@@ -14,6 +14,7 @@ export class EventList {
   private readonly next: Int32Array;
   private readonly prev: Int32Array;
   private readonly time: Float64Array;
+  private readonly position: Int32Array;
 
   /** `intervals[op]` is undefined for an operation kept out of the list. */
   constructor(intervals: readonly ({ invokedAt: number; completedAt: number } | undefined)[]) {
@@ -21,6 +22,7 @@ export class EventList {
     this.next = new Int32Array(size).fill(NIL);
     this.prev = new Int32Array(size).fill(NIL);
     this.time = new Float64Array(size);
+    this.position = new Int32Array(size);
     const entries: number[] = [];
     intervals.forEach((interval, op) => {
       if (interval === undefined) return;
@@ -32,6 +34,9 @@ export class EventList {
     const rank = (entry: number): number => (isCallEntry(entry) ? 0 : 1);
     entries.sort((a, b) => this.time[a] - this.time[b] || rank(a) - rank(b) || a - b);
     let last = HEAD;
+    entries.forEach((entry, i) => {
+      this.position[entry] = i;
+    });
     for (const entry of entries) {
       this.next[last] = entry;
       this.prev[entry] = last;
@@ -47,6 +52,11 @@ export class EventList {
   after(entry: number): number | undefined {
     const next = this.next[entry];
     return next === NIL ? undefined : next;
+  }
+
+  /** Rank in the original order, which lifting does not change. */
+  positionOf(entry: number): number {
+    return this.position[entry];
   }
 
   timeOf(entry: number): number {

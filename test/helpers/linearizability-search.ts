@@ -54,7 +54,8 @@ export interface SearchProblem {
 
 export type SearchOutcome =
   | { readonly kind: "linearizable"; readonly order: readonly { op: number; valueAfter: number }[] }
-  | { readonly kind: "not-linearizable" }
+  /** `stuckAt`: the operation whose return no configuration got past, the latest such in time. */
+  | { readonly kind: "not-linearizable"; readonly stuckAt: number }
   | { readonly kind: "budget-exceeded"; readonly states: number };
 
 class BudgetExceeded {}
@@ -102,6 +103,8 @@ class Search {
    */
   private unreadOptionalWrite = false;
   private requiredLeft: number;
+  /** The latest return entry the walk had to back off from: where the history stops being explainable. */
+  private furthestReturn: number | undefined;
 
   constructor(private readonly problem: SearchProblem) {
     const ops = problem.operations;
@@ -148,7 +151,12 @@ class Search {
       }
       // This return passed without its operation linearized: undo the last step.
       const last = this.stack.pop();
-      if (last === undefined) return { kind: "not-linearizable" };
+      if (
+        this.furthestReturn === undefined ||
+        this.events.positionOf(entry) > this.events.positionOf(this.furthestReturn)
+      )
+        this.furthestReturn = entry;
+      if (last === undefined) return { kind: "not-linearizable", stuckAt: opOfEntry(this.furthestReturn) };
       this.undo(last);
       entry = last.optional === undefined ? this.events.after(callEntry(last.op)) : last.optional.atReturn;
       optionalFrom = last.optional === undefined ? 0 : last.optional.index + 1;

@@ -145,16 +145,8 @@ export function checkRegisterHistory<V extends RegisterValue>(
   const outcome = checkViews(model, whole);
   if (outcome.linearizable) return { ok: true, linearization: outcome.linearization };
 
-  // Linearizability is prefix-closed (a call cut before its answer may still take effect
-  // or not), so the smallest failing prefix is found by bisection over events.
   const events = orderedEvents(history);
-  let passing = 0;
-  let failing = events.length;
-  while (failing - passing > 1) {
-    const middle = (passing + failing) >> 1;
-    if (checkViews(model, prefixViews(history, events, middle)).linearizable) passing = middle;
-    else failing = middle;
-  }
+  const failing = smallestFailingPrefix(model, history, events, outcome.stuckAt);
   const last = events[failing - 1];
   // A call event alone never breaks linearizability: the new call may simply not have happened yet.
   if (last.kind !== "return")
@@ -167,6 +159,32 @@ export function checkRegisterHistory<V extends RegisterValue>(
     formatValue: options.formatValue,
   });
   return { ok: false, culprit: last.index, prefixEvents: failing, explanation };
+}
+
+/**
+ * The number of events in the smallest prefix no order explains. The whole search's
+ * furthest point is the likely answer: two prefix checks confirm it. Otherwise bisect:
+ * linearizability is prefix-closed (a call cut before its answer may still take effect
+ * or not), so prefixes pass up to some length and fail from there on.
+ */
+function smallestFailingPrefix<V extends RegisterValue>(
+  model: RegisterModel<V>,
+  history: readonly RegisterOperation<V>[],
+  events: readonly HistoryEvent[],
+  stuckAt: number,
+): number {
+  const passes = (length: number): boolean =>
+    checkViews(model, prefixViews(history, events, length)).linearizable;
+  const hint = events.findIndex((e) => e.kind === "return" && e.index === stuckAt) + 1;
+  if (hint > 0 && !passes(hint) && passes(hint - 1)) return hint;
+  let passing = 0;
+  let failing = events.length;
+  while (failing - passing > 1) {
+    const middle = (passing + failing) >> 1;
+    if (passes(middle)) passing = middle;
+    else failing = middle;
+  }
+  return failing;
 }
 
 function validateOperation<V extends RegisterValue>(op: RegisterOperation<V>, index: number): void {
@@ -240,7 +258,8 @@ function knownWrittenValues<V extends RegisterValue>(
 
 type ViewsOutcome<V extends RegisterValue> =
   | { readonly linearizable: true; readonly linearization: LinearizationPoint<V>[] }
-  | { readonly linearizable: false };
+  /** `stuckAt`: the history operation whose answer the search could not get past. */
+  | { readonly linearizable: false; readonly stuckAt: number };
 
 function checkViews<V extends RegisterValue>(
   model: RegisterModel<V>,
@@ -249,7 +268,8 @@ function checkViews<V extends RegisterValue>(
   const { problem, parts, values } = toSearchProblem(model, views);
   const outcome = searchLinearization(problem);
   if (outcome.kind === "budget-exceeded") throw new SearchBudgetExceededError(outcome.states);
-  if (outcome.kind === "not-linearizable") return { linearizable: false };
+  if (outcome.kind === "not-linearizable")
+    return { linearizable: false, stuckAt: parts[outcome.stuckAt].operation };
   const linearization = outcome.order.map(({ op, valueAfter }) => ({
     ...parts[op],
     valueAfter: valueAfter === FRESH ? undefined : values[valueAfter],
