@@ -1,15 +1,28 @@
 // A linearizability checker for one register (a join token, say), for process tests
 // that record what concurrent CLI calls saw. Model: the register holds one value;
 // `read` returns it; `write` sets a value the client knows; `rotate` sets a fresh value
-// (unique: never the initial value, a known written value or another rotate's) and then,
-// later or at once but before it answers, reads the register and returns what it read,
-// which may be a newer value written by an overlapping call. Its written value may be
-// unknown to the client (`nodectl join-token --rotate` prints only what it read).
+// and then, at once or later but before it answers, reads the register and returns what
+// it read, which may be a newer value written by an overlapping call. A rotate's written
+// value may be unknown to the client (`nodectl join-token --rotate` prints only what it
+// read). Fresh values are unique: never the initial value, never a value any call of
+// the history says it wrote, never another rotate's.
 //
 // Real time: an operation precedes another only if it completed strictly before the
 // other was invoked (equal times count as concurrent). An operation without completedAt
-// never answered (timeout, killed CLI, crashed manager): it may have taken effect at any
-// point after its invocation, or never; its answer, if any arrived, is not evidence.
+// never answered (timeout, killed CLI, crashed manager, or an error that does not prove
+// the call had no effect): it may have taken effect at any point after its invocation,
+// or never, and it carries no returned value. A call refused before it could have any
+// effect can be left out of the history.
+//
+// Recording from CLI calls, with one monotonic clock (performance.now()) in the test:
+//   const invokedAt = performance.now();
+//   const run = await runNodectl(["join-token", "worker", "--rotate", "--quiet"]);
+//   history.push(run.ok
+//     ? { kind: "rotate", process: "m2-rotate", invokedAt, completedAt: performance.now(), returned: run.token }
+//     : { kind: "rotate", process: "m2-rotate", invokedAt });      // no answer: may or may not have applied
+//   ...
+//   const result = checkRegisterHistory(history, tokenBeforeTheRun);
+//   expect(result.ok, result.ok ? "" : result.explanation).to.equal(true);
 //
 // checkRegisterHistory answers {ok: true} with one witness order, or {ok: false} with
 // the smallest prefix of the history (in call/return events) that no order explains,
@@ -81,7 +94,7 @@ export type RegisterCheckResult<V extends RegisterValue> =
 export interface RegisterCheckOptions<V extends RegisterValue> {
   /** Histories longer than this are refused before any search (default 1000). */
   readonly maxOperations?: number;
-  /** Distinct configurations one search may visit before giving up (default 300,000; ~100 MB worst case). */
+  /** Configurations one search may store before giving up (default 500,000: about 200 MB at 1,000 calls). */
   readonly maxSearchStates?: number;
   /** How values appear in explanations (default: JSON, long values shortened to head…tail). */
   readonly formatValue?: (value: V) => string;
@@ -122,7 +135,7 @@ export class SearchBudgetExceededError extends LinearizabilityError {
 }
 
 const DEFAULT_MAX_OPERATIONS = 1000;
-const DEFAULT_MAX_SEARCH_STATES = 300_000;
+const DEFAULT_MAX_SEARCH_STATES = 500_000;
 
 /** A history operation as seen in a prefix: `answered` is false for a call whose answer lies beyond it. */
 export interface OperationView<V extends RegisterValue> {
