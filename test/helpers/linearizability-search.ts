@@ -66,6 +66,14 @@ interface Frame {
   readonly unreadBefore: boolean;
   /** For an optional write: where the walk resumes (its position among the optional ones, the return entry). */
   readonly optional: { readonly index: number; readonly atReturn: number } | undefined;
+  /**
+   * A read of the value already there (no fresh value bound), linearized as soon as the
+   * walk met it. Any order that works from the configuration before it still works with
+   * it moved first (it changes nothing, and everything that must precede it is already
+   * linearized), so when it fails nothing else is tried there: the walk backs off further.
+   * Without this, every subset of the concurrent reads was a configuration of its own.
+   */
+  readonly settlesConfiguration: boolean;
 }
 
 export function searchLinearization(problem: SearchProblem): SearchOutcome {
@@ -105,6 +113,8 @@ class Search {
   private requiredLeft: number;
   /** The latest return entry the walk had to back off from: where the history stops being explainable. */
   private furthestReturn: number | undefined;
+  /** The read just tried would settle this configuration and was explored from it before, in vain. */
+  private settledReadSeen = false;
 
   constructor(private readonly problem: SearchProblem) {
     const ops = problem.operations;
@@ -139,27 +149,46 @@ class Search {
       // before running off the end.
       if (entry === undefined) throw new Error("linearizability search: walked past the last event");
       if (isCallEntry(entry)) {
-        entry = this.tryLinearize(opOfEntry(entry), undefined)
-          ? this.events.first()
-          : this.events.after(entry);
-        continue;
+        if (this.tryLinearize(opOfEntry(entry), undefined)) {
+          entry = this.events.first();
+          continue;
+        }
+        if (!this.settledReadSeen) {
+          entry = this.events.after(entry);
+          continue;
+        }
+        // A read that settles this configuration was explored from here before, in vain.
+        this.settledReadSeen = false;
+      } else {
+        if (this.tryOptionalBefore(entry, optionalFrom)) {
+          entry = this.events.first();
+          optionalFrom = 0;
+          continue;
+        }
+        // This return passed without its operation linearized.
+        const position = this.events.positionOf(entry);
+        if (this.furthestReturn === undefined || position > this.events.positionOf(this.furthestReturn)) {
+          this.furthestReturn = entry;
+        }
       }
-      if (this.tryOptionalBefore(entry, optionalFrom)) {
-        entry = this.events.first();
-        optionalFrom = 0;
-        continue;
+      const resume = this.backtrack();
+      if (resume === undefined) {
+        return { kind: "not-linearizable", stuckAt: opOfEntry(this.furthestReturn ?? entry) };
       }
-      // This return passed without its operation linearized: undo the last step.
+      ({ entry, optionalFrom } = resume);
+    }
+  }
+
+  /** Undoes steps until one leaves alternatives to try; undefined when none is left. */
+  private backtrack(): { entry: number | undefined; optionalFrom: number } | undefined {
+    for (;;) {
       const last = this.stack.pop();
-      if (
-        this.furthestReturn === undefined ||
-        this.events.positionOf(entry) > this.events.positionOf(this.furthestReturn)
-      )
-        this.furthestReturn = entry;
-      if (last === undefined) return { kind: "not-linearizable", stuckAt: opOfEntry(this.furthestReturn) };
+      if (last === undefined) return undefined;
       this.undo(last);
-      entry = last.optional === undefined ? this.events.after(callEntry(last.op)) : last.optional.atReturn;
-      optionalFrom = last.optional === undefined ? 0 : last.optional.index + 1;
+      if (last.settlesConfiguration) continue;
+      if (last.optional === undefined)
+        return { entry: this.events.after(callEntry(last.op)), optionalFrom: 0 };
+      return { entry: last.optional.atReturn, optionalFrom: last.optional.index + 1 };
     }
   }
 
@@ -180,22 +209,29 @@ class Search {
     if (step.kind !== "read" && this.unreadOptionalWrite) return false;
     if (step.kind === "write") return this.commit(op, step.value, optional);
     if (step.kind === "freshWrite") return this.commit(op, FRESH, optional);
-    if (this.value === step.value) return this.commit(op, step.value, optional);
+    if (this.value === step.value) return this.commit(op, step.value, optional, true);
     const bindsFresh =
       this.value === FRESH && this.isFreshValue[step.value] === 1 && this.readsOf[step.value] === 0;
     return bindsFresh && this.commit(op, step.value, optional);
   }
 
-  private commit(op: number, valueAfter: number, optional: Frame["optional"]): boolean {
+  private commit(op: number, valueAfter: number, optional: Frame["optional"], settles = false): boolean {
     this.setLinearized(op, true);
     const unreadAfter = optional !== undefined;
     const extra = (valueAfter + 1) * 2 + (unreadAfter ? 1 : 0);
     if (!this.seen.add(this.keyBits, this.hashLo, this.hashHi, extra, this.chainedUsed)) {
       this.setLinearized(op, false);
+      this.settledReadSeen = settles;
       return false;
     }
     if (this.seen.size > this.problem.maxStates) throw new BudgetExceeded();
-    this.stack.push({ op, valueBefore: this.value, unreadBefore: this.unreadOptionalWrite, optional });
+    this.stack.push({
+      op,
+      valueBefore: this.value,
+      unreadBefore: this.unreadOptionalWrite,
+      optional,
+      settlesConfiguration: settles,
+    });
     this.value = valueAfter;
     this.unreadOptionalWrite = unreadAfter;
     const { step } = this.ops[op];
