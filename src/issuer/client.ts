@@ -169,6 +169,30 @@ export async function renewCertificate(options: {
   }
 }
 
+/**
+ * What the cluster has on record for a node, asked without a client certificate (the
+ * public status call): a removed node's certificate no longer completes a handshake, so
+ * this is how its daemon learns it was removed. Resolves when the node is on record;
+ * throws IssuerCallError (NODE_REMOVED for a removed node).
+ */
+export async function checkNodeOnRecord(options: {
+  managerAddress: string;
+  trustBundlePem: string;
+  clusterId: string;
+  nodeId: string;
+  timeoutMs?: number;
+}): Promise<void> {
+  const credentials = verifiedCredentials(options.trustBundlePem, options.clusterId, () => undefined);
+  const client = new NodeCAServiceClient(options.managerAddress, credentials, {
+    "grpc.ssl_target_name_override": "manager",
+  });
+  try {
+    await recordedStatus(client, options.nodeId, Date.now() + (options.timeoutMs ?? 5_000));
+  } finally {
+    client.close();
+  }
+}
+
 /** The manager's root, over TLS that trusts anything: only its digest makes it trustworthy. */
 async function fetchRootUnverified(address: string, deadline: number): Promise<string> {
   const insecure = grpc.credentials.createSsl(null, null, null, {

@@ -6,6 +6,7 @@
 // flight are bounded per manager. The client side (joinCluster, renewCertificate) is
 // here too, for the node daemon.
 export {
+  checkNodeOnRecord,
   IssuerCallError,
   type JoinClusterOptions,
   type JoinedNode,

@@ -16,7 +16,7 @@ import { rmSync } from "node:fs";
 import type { TlsCredentialHolder } from "../ca/index.js";
 import { SessionClient, type WeightedManager } from "../dispatcher/index.js";
 import type { RaftBinding } from "../gen/ca/v1/ca.js";
-import type { IssuerCallError, RenewedCertificate } from "../issuer/index.js";
+import { checkNodeOnRecord, IssuerCallError, type RenewedCertificate } from "../issuer/index.js";
 import type { Logger } from "../log/logger.js";
 import { joiningState } from "../raft/core/bootstrap.js";
 import { DiskStorage } from "../raft/runtime/disk-storage.js";
@@ -54,6 +54,7 @@ export class NodeDaemon {
   private configWrites: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private fatalListeners = new Set<(error: Error) => void>();
+  private failedConnects = 0;
   private readonly logger: Logger;
 
   private constructor(private readonly options: NodeDaemonOptions) {
@@ -158,15 +159,12 @@ export class NodeDaemon {
     this.session.on("renew", (instruction) =>
       this.renewal.renewIn(Number(instruction.delayMs), instruction.reason),
     );
-    this.session.on("disconnected", (_manager, reason) => {
-      if (reason === "NODE_REMOVED")
-        this.fail(
-          new NodeError(
-            "NODE_REMOVED",
-            `node ${config.nodeId} was removed from the cluster; its state dir cannot come back. ` +
-              "Join again with a fresh state dir and a join token",
-          ),
-        );
+    this.session.on("connected", () => {
+      this.failedConnects = 0;
+    });
+    this.session.on("disconnected", (manager, reason) => {
+      if (reason === "NODE_REMOVED") this.fail(removedError(config.nodeId));
+      else if (++this.failedConnects % REMOVAL_CHECK_EVERY === 0) this.checkStillMember(manager);
     });
     await this.session.start();
     this.renewal.start();
@@ -263,11 +261,41 @@ export class NodeDaemon {
     return write;
   }
 
+  /**
+   * A removed node's certificate fails the handshake itself (revocation lists), so it
+   * never hears NODE_REMOVED on a session: after failed connects it asks the public
+   * status call, without a certificate, whether it is still on record.
+   */
+  private checkStillMember(managerId: string): void {
+    const manager = this.config.managers.find((m) => m.nodeId === managerId) ?? this.config.managers[0];
+    if (!manager || this.stopping) return;
+    checkNodeOnRecord({
+      managerAddress: manager.address,
+      trustBundlePem: this.credentials.currentTrustBundlePem,
+      clusterId: this.config.clusterId,
+      nodeId: this.config.nodeId,
+    }).catch((error: unknown) => {
+      if (error instanceof IssuerCallError && error.code === "NODE_REMOVED")
+        this.fail(removedError(this.config.nodeId));
+    });
+  }
+
   private fail(error: Error | IssuerCallError): void {
     this.logger.error({ err: error.message }, "the node cannot go on");
     for (const listener of this.fatalListeners) listener(error);
     this.fatalListeners.clear();
   }
+}
+
+/** Consecutive failed session attempts after which the node asks whether it was removed. */
+const REMOVAL_CHECK_EVERY = 3;
+
+function removedError(nodeId: string): NodeError {
+  return new NodeError(
+    "NODE_REMOVED",
+    `node ${nodeId} was removed from the cluster; its state dir cannot come back. ` +
+      "Join again with a fresh state dir and a join token",
+  );
 }
 
 function seedsOf(raft: RaftBinding): Map<number, MemberBinding> {
