@@ -186,6 +186,7 @@ async function runManager(sessions: number, periodMs: number, windowS: number): 
           session: undefined,
           joinedAtMs: at,
           earlierCertificates: [],
+          trustedRootKeyId: "",
         },
       },
     });

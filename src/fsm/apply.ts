@@ -22,7 +22,7 @@ import type { MutableState } from "./state-data.js";
 
 type Changes = ChangeEvent[];
 
-function requireCluster(s: MutableState): Cluster {
+export function requireCluster(s: MutableState): Cluster {
   if (!s.cluster) throw new FsmRefusal("NO_CLUSTER", "the cluster is not initialized yet");
   return s.cluster;
 }
@@ -37,7 +37,7 @@ function requireId(id: string): void {
 }
 
 /** The node, refused if it was removed or is unknown. */
-function requireNode(s: MutableState, id: string): Node {
+export function requireNode(s: MutableState, id: string): Node {
   requireId(id);
   if (s.removed.has(id)) throw new FsmRefusal("NODE_REMOVED", `node ${id} was removed from the cluster`);
   const node = s.nodes.get(id);
@@ -45,13 +45,13 @@ function requireNode(s: MutableState, id: string): Node {
   return node;
 }
 
-function putNode(s: MutableState, index: number, node: Node, out: Changes): void {
+export function putNode(s: MutableState, index: number, node: Node, out: Changes): void {
   const previous = s.nodes.get(node.id);
   s.nodes.set(node.id, node);
   out.push({ kind: "node", index, node, previous });
 }
 
-function putCluster(s: MutableState, index: number, cluster: Cluster, out: Changes): void {
+export function putCluster(s: MutableState, index: number, cluster: Cluster, out: Changes): void {
   const previous = s.cluster;
   s.cluster = cluster;
   out.push({ kind: "cluster", index, cluster, previous });
@@ -111,6 +111,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
         session: undefined,
         joinedAtMs: c.atMs,
         earlierCertificates: [],
+        trustedRootKeyId: "",
       },
       out,
     );
@@ -127,6 +128,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
       raftId,
       certificate: c.certificate,
       earlierCertificates: earlierAfterRenewal(existing, c.certificate, c.atMs),
+      trustedRootKeyId: "",
       address: c.address || existing.address,
     },
     out,

@@ -7,6 +7,7 @@ import { type Cluster, type Node, type RemovedNode, State } from "../gen/fsm/v1/
 import * as apply from "./apply.js";
 import { FsmRefusal } from "./errors.js";
 import type { ChangeEvent, ChangeListener } from "./events.js";
+import * as rotation from "./rotation.js";
 import type { MutableState } from "./state-data.js";
 
 /** The snapshot format this code writes; restore refuses any other. */
@@ -143,6 +144,9 @@ const HANDLERS: { [K in Operation["$case"]]: Handler<Extract<Operation, { $case:
   setRaftMembership: apply.setRaftMembership,
   pruneRemovedNodes: apply.pruneRemovedNodes,
   setNodeCertLifetime: apply.setNodeCertLifetime,
+  startRootRotation: rotation.startRootRotation,
+  advanceRootRotation: rotation.advanceRootRotation,
+  recordTrust: rotation.recordTrust,
 };
 
 function refused(code: string, message: string): CommandResult {

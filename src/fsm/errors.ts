@@ -19,6 +19,10 @@ export const FSM_ERROR_CODES = [
   "TOKEN_INVALID",
   /** A join's token secret was replaced by `join-token --rotate` (possibly after the issuer checked it). */
   "TOKEN_ROTATED",
+  /** A rotation command names no rotation in progress, or another one than the current. */
+  "NO_ROTATION",
+  /** A rotation cannot move on yet: some node has not renewed, or not confirmed the new root. */
+  "ROTATION_PENDING",
 ] as const;
 
 export type FsmErrorCode = (typeof FSM_ERROR_CODES)[number];

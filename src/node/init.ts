@@ -112,6 +112,7 @@ export async function initManager(options: InitOptions): Promise<InitializedMana
       session: undefined,
       joinedAtMs: now.getTime(),
       earlierCertificates: [],
+      trustedRootKeyId: "",
     },
   };
   // Holds the root key until the log has it; mode 0600 like every key, removed once applied.

@@ -72,6 +72,7 @@ function createCluster(state: ClusterState, root: RootCA): void {
           session: undefined,
           joinedAtMs: 1_000,
           earlierCertificates: [],
+          trustedRootKeyId: "",
         },
       },
     }),

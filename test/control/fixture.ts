@@ -229,6 +229,7 @@ export class ControlCluster {
           session: undefined,
           joinedAtMs: now,
           earlierCertificates: [],
+          trustedRootKeyId: "",
         },
       },
     };

@@ -207,6 +207,7 @@ export class TestCluster {
       session: undefined,
       joinedAtMs: at,
       earlierCertificates: [],
+      trustedRootKeyId: "",
     };
   }
 

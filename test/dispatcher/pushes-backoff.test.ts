@@ -33,6 +33,7 @@ function node(id: string, overrides: Partial<Node> = {}): Node {
     session: undefined,
     joinedAtMs: 0,
     earlierCertificates: [],
+    trustedRootKeyId: "",
     ...overrides,
   };
 }
@@ -109,6 +110,8 @@ describe("dispatcher: what a session pushes", () => {
       crossSignedPem: enc("X"),
       phase: RotationPhase.ROTATION_PHASE_RENEW,
       startedAtMs: 0,
+      spreadWindowMs: 0,
+      phaseStartedAtMs: 0,
     };
     expect(trustBundleOf(cluster(renewing))).to.equal("OLD ROOT");
     expect(trustBundleOf(cluster({ ...renewing, phase: RotationPhase.ROTATION_PHASE_TRUST }))).to.equal(
@@ -123,6 +126,8 @@ describe("dispatcher: what a session pushes", () => {
       crossSignedPem: enc("X"),
       phase: RotationPhase.ROTATION_PHASE_RENEW,
       startedAtMs: 0,
+      spreadWindowMs: 0,
+      phaseStartedAtMs: 0,
     };
     expect(renewInstructionFor(node("w1"), cluster(), 60_000, () => 0.5)).to.equal(undefined);
     expect(

@@ -8,21 +8,9 @@ import {
 } from "../../src/fsm/index.js";
 import { Command, CommandResult } from "../../src/gen/fsm/v1/commands.js";
 import { NodeStatus, RaftMembership, Role, State } from "../../src/gen/fsm/v1/state.js";
-import { cmd, createCluster, join, newState } from "./helpers.js";
+import { cmd, createCluster, expectRefused, join, newState } from "./helpers.js";
 
 /** A refused command returns its code and leaves the state byte-identical. */
-function expectRefused(s: ClusterState, command: Command, code: string): void {
-  const before = Buffer.from(s.snapshot());
-  const events: ChangeEvent[] = [];
-  const unwatch = s.watch((e) => events.push(...e));
-  const result = s.applyCommand(100, command);
-  unwatch();
-  expect(result.ok, result.message).to.equal(false);
-  expect(result.code).to.equal(code);
-  expect(result.message).to.not.equal("");
-  expect(Buffer.from(s.snapshot()).equals(before), "state unchanged by a refusal").to.equal(true);
-  expect(events, "no change event for a refusal").to.deep.equal([]);
-}
 
 const session = (nodeId: string, status: NodeStatus, managerId = "m1", atMs = 3_000) =>
   cmd({ $case: "recordSessions", value: { transitions: [{ nodeId, status, managerId, atMs }] } });

@@ -1,4 +1,5 @@
-import { ClusterState, joinSecretSha256 } from "../../src/fsm/index.js";
+import { expect } from "chai";
+import { type ChangeEvent, ClusterState, joinSecretSha256 } from "../../src/fsm/index.js";
 import { Command, type CommandResult } from "../../src/gen/fsm/v1/commands.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
 
@@ -22,6 +23,7 @@ export function firstManager(id = "m1"): Node {
     session: undefined,
     joinedAtMs: 1_000,
     earlierCertificates: [],
+    trustedRootKeyId: "",
   };
 }
 
@@ -77,3 +79,17 @@ export function newState(...commands: Command[]): ClusterState {
 }
 
 export { Command };
+
+/** Applies `command`, which must be refused with `code`, changing no byte and emitting no event. */
+export function expectRefused(s: ClusterState, command: Command, code: string): void {
+  const before = Buffer.from(s.snapshot());
+  const events: ChangeEvent[] = [];
+  const unwatch = s.watch((e) => events.push(...e));
+  const result = s.applyCommand(100, command);
+  unwatch();
+  expect(result.ok, result.message).to.equal(false);
+  expect(result.code).to.equal(code);
+  expect(result.message).to.not.equal("");
+  expect(Buffer.from(s.snapshot()).equals(before), "state unchanged by a refusal").to.equal(true);
+  expect(events, "no change event for a refusal").to.deep.equal([]);
+}

@@ -200,6 +200,7 @@ function createClusterCommand(root: RootCA, first: ManagerIdentity): Operation {
         session: undefined,
         joinedAtMs: now,
         earlierCertificates: [],
+        trustedRootKeyId: "",
       },
     },
   };

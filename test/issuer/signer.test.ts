@@ -26,6 +26,8 @@ function cluster(old: RootCA, next?: RootCA): Cluster {
           crossSignedPem: enc.encode(old.crossSignRoot(next.certificatePem)),
           phase: RotationPhase.ROTATION_PHASE_RENEW,
           startedAtMs: 1,
+          spreadWindowMs: 0,
+          phaseStartedAtMs: 0,
         }
       : undefined,
     joinTokenSecrets: undefined,

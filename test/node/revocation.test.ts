@@ -57,6 +57,7 @@ function createCluster(root: RootCA, manager: ReturnType<typeof issue>): Command
           session: undefined,
           joinedAtMs: Date.now(),
           earlierCertificates: [],
+          trustedRootKeyId: "",
         },
       },
     },

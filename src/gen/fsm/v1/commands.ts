@@ -6,7 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Certificate, Cluster, Node, NodeStatus, RaftMembership, Role } from "./state.js";
+import { Certificate, Cluster, Node, NodeStatus, RaftMembership, Role, RootCA, RotationPhase } from "./state.js";
 
 export const protobufPackage = "fsm.v1";
 
@@ -94,6 +94,43 @@ export interface SetNodeCertLifetime {
   nodeCertLifetimeS: number;
 }
 
+/**
+ * `ca rotate`: a new root (made or imported, checked, by the manager that took the
+ * request) and its cross-signed twin. Replaces a rotation in progress (its renew phase
+ * starts again).
+ */
+export interface StartRootRotation {
+  newRoot: RootCA | undefined;
+  crossSignedPem: Uint8Array;
+  atMs: number;
+  spreadWindowMs: number;
+  /** Lifetime of certificates issued from now on; 0 keeps the current one. */
+  nodeCertLifetimeS: number;
+}
+
+/**
+ * The rotation's reconciler moves it on: to the trust phase once every node holds a
+ * certificate signed by the new key, and to the end once every node confirmed the new
+ * root as its only trust anchor. Apply checks the condition itself at its log position.
+ */
+export interface AdvanceRootRotation {
+  /** The rotation this is about (a replaced rotation's late advance is refused). */
+  newKeyId: string;
+  /** TRUST: enter the trust phase. UNSPECIFIED: finish (the new root becomes the root). */
+  to: RotationPhase;
+  atMs: number;
+}
+
+export interface TrustConfirmation {
+  nodeId: string;
+  rootKeyId: string;
+}
+
+/** Nodes that confirmed, over their session, the root they now trust alone (batched). */
+export interface RecordTrust {
+  confirmations: TrustConfirmation[];
+}
+
 export interface Command {
   command:
     | { $case: "createCluster"; value: CreateCluster }
@@ -105,6 +142,9 @@ export interface Command {
     | { $case: "setRaftMembership"; value: SetRaftMembership }
     | { $case: "pruneRemovedNodes"; value: PruneRemovedNodes }
     | { $case: "setNodeCertLifetime"; value: SetNodeCertLifetime }
+    | { $case: "startRootRotation"; value: StartRootRotation }
+    | { $case: "advanceRootRotation"; value: AdvanceRootRotation }
+    | { $case: "recordTrust"; value: RecordTrust }
     | undefined;
 }
 
@@ -864,6 +904,312 @@ export const SetNodeCertLifetime: MessageFns<SetNodeCertLifetime> = {
   },
 };
 
+function createBaseStartRootRotation(): StartRootRotation {
+  return { newRoot: undefined, crossSignedPem: new Uint8Array(0), atMs: 0, spreadWindowMs: 0, nodeCertLifetimeS: 0 };
+}
+
+export const StartRootRotation: MessageFns<StartRootRotation> = {
+  encode(message: StartRootRotation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.newRoot !== undefined) {
+      RootCA.encode(message.newRoot, writer.uint32(10).fork()).join();
+    }
+    if (message.crossSignedPem.length !== 0) {
+      writer.uint32(18).bytes(message.crossSignedPem);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(24).uint64(message.atMs);
+    }
+    if (message.spreadWindowMs !== 0) {
+      writer.uint32(32).uint64(message.spreadWindowMs);
+    }
+    if (message.nodeCertLifetimeS !== 0) {
+      writer.uint32(40).uint64(message.nodeCertLifetimeS);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRootRotation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRootRotation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.newRoot = RootCA.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.crossSignedPem = reader.bytes();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.spreadWindowMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nodeCertLifetimeS = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<StartRootRotation>, I>>(base?: I): StartRootRotation {
+    return StartRootRotation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartRootRotation>, I>>(object: I): StartRootRotation {
+    const message = createBaseStartRootRotation();
+    message.newRoot = (object.newRoot !== undefined && object.newRoot !== null)
+      ? RootCA.fromPartial(object.newRoot)
+      : undefined;
+    message.crossSignedPem = object.crossSignedPem ?? new Uint8Array(0);
+    message.atMs = object.atMs ?? 0;
+    message.spreadWindowMs = object.spreadWindowMs ?? 0;
+    message.nodeCertLifetimeS = object.nodeCertLifetimeS ?? 0;
+    return message;
+  },
+};
+
+function createBaseAdvanceRootRotation(): AdvanceRootRotation {
+  return { newKeyId: "", to: 0, atMs: 0 };
+}
+
+export const AdvanceRootRotation: MessageFns<AdvanceRootRotation> = {
+  encode(message: AdvanceRootRotation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.newKeyId !== "") {
+      writer.uint32(10).string(message.newKeyId);
+    }
+    if (message.to !== 0) {
+      writer.uint32(16).int32(message.to);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(24).uint64(message.atMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdvanceRootRotation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdvanceRootRotation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.newKeyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.to = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AdvanceRootRotation>, I>>(base?: I): AdvanceRootRotation {
+    return AdvanceRootRotation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdvanceRootRotation>, I>>(object: I): AdvanceRootRotation {
+    const message = createBaseAdvanceRootRotation();
+    message.newKeyId = object.newKeyId ?? "";
+    message.to = object.to ?? 0;
+    message.atMs = object.atMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseTrustConfirmation(): TrustConfirmation {
+  return { nodeId: "", rootKeyId: "" };
+}
+
+export const TrustConfirmation: MessageFns<TrustConfirmation> = {
+  encode(message: TrustConfirmation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.rootKeyId !== "") {
+      writer.uint32(18).string(message.rootKeyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrustConfirmation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrustConfirmation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootKeyId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<TrustConfirmation>, I>>(base?: I): TrustConfirmation {
+    return TrustConfirmation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrustConfirmation>, I>>(object: I): TrustConfirmation {
+    const message = createBaseTrustConfirmation();
+    message.nodeId = object.nodeId ?? "";
+    message.rootKeyId = object.rootKeyId ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordTrust(): RecordTrust {
+  return { confirmations: [] };
+}
+
+export const RecordTrust: MessageFns<RecordTrust> = {
+  encode(message: RecordTrust, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.confirmations) {
+      TrustConfirmation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordTrust {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordTrust();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.confirmations.push(TrustConfirmation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RecordTrust>, I>>(base?: I): RecordTrust {
+    return RecordTrust.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordTrust>, I>>(object: I): RecordTrust {
+    const message = createBaseRecordTrust();
+    message.confirmations = object.confirmations?.map((e) => TrustConfirmation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseCommand(): Command {
   return { command: undefined };
 }
@@ -897,6 +1243,15 @@ export const Command: MessageFns<Command> = {
         break;
       case "setNodeCertLifetime":
         SetNodeCertLifetime.encode(message.command.value, writer.uint32(74).fork()).join();
+        break;
+      case "startRootRotation":
+        StartRootRotation.encode(message.command.value, writer.uint32(82).fork()).join();
+        break;
+      case "advanceRootRotation":
+        AdvanceRootRotation.encode(message.command.value, writer.uint32(90).fork()).join();
+        break;
+      case "recordTrust":
+        RecordTrust.encode(message.command.value, writer.uint32(98).fork()).join();
         break;
     }
     return writer;
@@ -990,6 +1345,33 @@ export const Command: MessageFns<Command> = {
             };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.command = { $case: "startRootRotation", value: StartRootRotation.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.command = {
+              $case: "advanceRootRotation",
+              value: AdvanceRootRotation.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.command = { $case: "recordTrust", value: RecordTrust.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1062,6 +1444,27 @@ export const Command: MessageFns<Command> = {
             $case: "setNodeCertLifetime",
             value: SetNodeCertLifetime.fromPartial(object.command.value),
           };
+        }
+        break;
+      }
+      case "startRootRotation": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "startRootRotation", value: StartRootRotation.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "advanceRootRotation": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = {
+            $case: "advanceRootRotation",
+            value: AdvanceRootRotation.fromPartial(object.command.value),
+          };
+        }
+        break;
+      }
+      case "recordTrust": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "recordTrust", value: RecordTrust.fromPartial(object.command.value) };
         }
         break;
       }

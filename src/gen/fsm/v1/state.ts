@@ -63,6 +63,13 @@ export interface RootRotation {
   crossSignedPem: Uint8Array;
   phase: RotationPhase;
   startedAtMs: number;
+  /**
+   * Renewals for the rotation are spread uniformly over this window (chosen at the start
+   * from the number of nodes), so N nodes are not one burst.
+   */
+  spreadWindowMs: number;
+  /** When the current phase began (the renew phase restarts with a replacing rotation). */
+  phaseStartedAtMs: number;
 }
 
 export interface JoinTokenSecrets {
@@ -143,6 +150,11 @@ export interface Node {
    * at most MAX_EARLIER_CERTIFICATES; expired ones are dropped at each renewal.
    */
   earlierCertificates: IssuedSerial[];
+  /**
+   * The key id of the only root this node said it trusts (its session's confirmation
+   * in a rotation's trust phase); empty until it confirms one.
+   */
+  trustedRootKeyId: string;
 }
 
 export interface RemovedNode {
@@ -251,7 +263,14 @@ export const RootCA: MessageFns<RootCA> = {
 };
 
 function createBaseRootRotation(): RootRotation {
-  return { newRoot: undefined, crossSignedPem: new Uint8Array(0), phase: 0, startedAtMs: 0 };
+  return {
+    newRoot: undefined,
+    crossSignedPem: new Uint8Array(0),
+    phase: 0,
+    startedAtMs: 0,
+    spreadWindowMs: 0,
+    phaseStartedAtMs: 0,
+  };
 }
 
 export const RootRotation: MessageFns<RootRotation> = {
@@ -267,6 +286,12 @@ export const RootRotation: MessageFns<RootRotation> = {
     }
     if (message.startedAtMs !== 0) {
       writer.uint32(32).uint64(message.startedAtMs);
+    }
+    if (message.spreadWindowMs !== 0) {
+      writer.uint32(40).uint64(message.spreadWindowMs);
+    }
+    if (message.phaseStartedAtMs !== 0) {
+      writer.uint32(48).uint64(message.phaseStartedAtMs);
     }
     return writer;
   },
@@ -316,6 +341,22 @@ export const RootRotation: MessageFns<RootRotation> = {
             message.startedAtMs = longToNumber(reader.uint64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.spreadWindowMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.phaseStartedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -339,6 +380,8 @@ export const RootRotation: MessageFns<RootRotation> = {
     message.crossSignedPem = object.crossSignedPem ?? new Uint8Array(0);
     message.phase = object.phase ?? 0;
     message.startedAtMs = object.startedAtMs ?? 0;
+    message.spreadWindowMs = object.spreadWindowMs ?? 0;
+    message.phaseStartedAtMs = object.phaseStartedAtMs ?? 0;
     return message;
   },
 };
@@ -813,6 +856,7 @@ function createBaseNode(): Node {
     session: undefined,
     joinedAtMs: 0,
     earlierCertificates: [],
+    trustedRootKeyId: "",
   };
 }
 
@@ -853,6 +897,9 @@ export const Node: MessageFns<Node> = {
     }
     for (const v of message.earlierCertificates) {
       IssuedSerial.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.trustedRootKeyId !== "") {
+      writer.uint32(106).string(message.trustedRootKeyId);
     }
     return writer;
   },
@@ -966,6 +1013,14 @@ export const Node: MessageFns<Node> = {
             message.earlierCertificates.push(IssuedSerial.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.trustedRootKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -999,6 +1054,7 @@ export const Node: MessageFns<Node> = {
       : undefined;
     message.joinedAtMs = object.joinedAtMs ?? 0;
     message.earlierCertificates = object.earlierCertificates?.map((e) => IssuedSerial.fromPartial(e)) || [];
+    message.trustedRootKeyId = object.trustedRootKeyId ?? "";
     return message;
   },
 };
