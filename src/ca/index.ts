@@ -55,3 +55,4 @@ export {
 export { refuseUnverifiedClientCertificates } from "./tls/handshake-refusal.js";
 export { type SecureContextSource, SourcedServerCredentials } from "./tls/server-credentials.js";
 export { verifyServerNode } from "./tls/server-identity.js";
+export { rootKeyIdsOf } from "./trust-bundle.js";

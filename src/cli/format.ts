@@ -64,7 +64,19 @@ export interface CaStatusJson {
   rootNotAfter: string | null;
   rootDigest: string;
   nodeCertLifetimeSeconds: number;
-  rotation: null;
+  rotation: RotationJson | null;
+}
+
+/** A rotation in progress (`ca status --json`'s `rotation`). */
+export interface RotationJson {
+  phase: string;
+  newRootKeyId: string;
+  renewed: number;
+  trusted: number;
+  total: number;
+  pending: { id: string; reason: string }[];
+  startedAt: string | null;
+  phaseStartedAt: string | null;
 }
 
 export function caStatusJson(s: CaStatusResponse): CaStatusJson {
@@ -74,7 +86,17 @@ export function caStatusJson(s: CaStatusResponse): CaStatusJson {
     rootNotAfter: iso(s.rootNotAfterMs),
     rootDigest: s.rootDigest,
     nodeCertLifetimeSeconds: s.nodeCertLifetimeS,
-    // Root rotation comes with `ca rotate` (a later issue).
-    rotation: null,
+    rotation: s.rotation
+      ? {
+          phase: s.rotation.phase,
+          newRootKeyId: s.rotation.newRootKeyId,
+          renewed: s.rotation.renewed,
+          trusted: s.rotation.trusted,
+          total: s.rotation.total,
+          pending: s.rotation.pending.map((p) => ({ id: p.id, reason: p.reason })),
+          startedAt: iso(s.rotation.startedAtMs),
+          phaseStartedAt: iso(s.rotation.phaseStartedAtMs),
+        }
+      : null,
   };
 }

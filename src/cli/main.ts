@@ -133,6 +133,19 @@ function program(setStatus: (status: number) => void): Command {
     .option("--state-dir <dir>", STATE_DIR_HELP)
     .option("--json", "print a JSON object")
     .action((flags) => caStatus(flags));
+  ca.command("rotate")
+    .description(
+      "replace the cluster's root CA, hitlessly: every node renews (signed by the new key), then trusts the new root alone",
+    )
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .option(
+      "--cert-expiry <duration>",
+      "lifetime of node certificates issued from now on, e.g. 24h (at least 1m)",
+    )
+    .option("--ca-cert <file>", "import this root certificate (PEM) instead of making one; needs --ca-key")
+    .option("--ca-key <file>", "the imported root's private key (PEM)")
+    .option("--detach", "return once the rotation is started; follow it with nodectl ca status")
+    .action(async (flags) => (await import("./rotate.js")).caRotate(flags));
   return root;
 }
 

@@ -1,7 +1,7 @@
 // nodectl's human output: borderless tables (cli-table3) like docker's.
 import Table from "cli-table3";
 import type { CaStatusResponse, NodeView } from "../gen/control/v1/messages.js";
-import { caStatusJson, iso, nodeDetailJson } from "./format.js";
+import { caStatusJson, iso, nodeDetailJson, type RotationJson } from "./format.js";
 
 function plainTable(head: string[]): Table.Table {
   return new Table({
@@ -77,8 +77,18 @@ export function caStatusTable(s: CaStatusResponse): string {
     ["Root expires", j.rootNotAfter ?? "-"],
     ["Root digest", j.rootDigest],
     ["Node certificate lifetime", `${j.nodeCertLifetimeSeconds} s`],
-    ["Rotation", "none"],
+    ...rotationRows(j.rotation),
   ]);
+}
+
+function rotationRows(r: RotationJson | null): [string, string][] {
+  if (!r) return [["Rotation", "none"]];
+  return [
+    ["Rotation", `to root ${r.newRootKeyId}, ${r.phase} phase since ${r.phaseStartedAt ?? "-"}`],
+    ["Renewed", `${r.renewed}/${r.total}`],
+    ["Trust new root only", `${r.trusted}/${r.total}`],
+    ...r.pending.map((p): [string, string] => [`Pending ${p.id}`, p.reason]),
+  ];
 }
 
 /** cli-table3 pads the last column; lines end at their last character instead. */

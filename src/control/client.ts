@@ -23,6 +23,8 @@ import {
   RemoveNodeRequest,
   RemoveNodeResponse,
   RoleChangeResponse,
+  RotateRootRequest,
+  RotateRootResponse,
 } from "../gen/control/v1/messages.js";
 
 export const CONTROL_SOCKET_NAME = "control.sock";
@@ -90,6 +92,10 @@ export class ControlConnection {
 
   removeNode(id: string, force: boolean): Promise<RemoveNodeResponse> {
     return this.call("RemoveNode", RemoveNodeRequest, { id, force }, RemoveNodeResponse);
+  }
+
+  rotateRoot(request: RotateRootRequest): Promise<RotateRootResponse> {
+    return this.call("RotateRoot", RotateRootRequest, request, RotateRootResponse);
   }
 
   /** One unary call on its own HTTP/2 connection, closed when it ends. */

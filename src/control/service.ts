@@ -21,6 +21,7 @@ import type { RaftService } from "../raft/runtime/seam.js";
 import { asControlError, ClusterNotReadyError, ControlError } from "./errors.js";
 import { lookupNode } from "./node-lookup.js";
 import { NodeWrites } from "./node-writes.js";
+import { RootRotationControl, rotationViewOf } from "./rotation.js";
 import { nodeView, roleFromName, roleName } from "./views.js";
 
 export interface ControlApiOptions {
@@ -34,10 +35,12 @@ export interface ControlApiOptions {
 export class ControlApi {
   private readonly log: Logger;
   private readonly writes: NodeWrites;
+  private readonly rotation: RootRotationControl;
 
   constructor(private readonly options: ControlApiOptions) {
     this.log = options.logger.child({ component: "control" });
     this.writes = new NodeWrites(options, this.log);
+    this.rotation = new RootRotationControl(options.raft, options.state, this.log);
   }
 
   async listNodes(): Promise<NodeView[]> {
@@ -111,7 +114,7 @@ export class ControlApi {
         rootNotAfterMs: new Date(root.validTo).getTime(),
         rootDigest: rootCertificateDigest(root.raw),
         nodeCertLifetimeS: cluster.nodeCertLifetimeS,
-        rotationInProgress: cluster.rotation !== undefined,
+        rotation: rotationViewOf(cluster, state.nodes()),
       };
     });
   }
@@ -126,6 +129,7 @@ export class ControlApi {
       promoteNode: unary(this.log, "PromoteNode", (req) => this.promoteNode(req.id)),
       demoteNode: unary(this.log, "DemoteNode", (req) => this.demoteNode(req.id)),
       removeNode: unary(this.log, "RemoveNode", (req) => this.removeNode(req.id, req.force)),
+      rotateRoot: unary(this.log, "RotateRoot", (req) => this.rotation.rotate(req)),
     };
   }
 

@@ -42,6 +42,8 @@ export interface SessionClientOptions {
    * session would never be seen down, nor would its orphaned nodes be adopted).
    */
   selfId?: string;
+  /** Key ids of the roots the node trusts now, sent with each heartbeat (a rotation's confirmation). */
+  trustedRootKeyIds?: () => string[];
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   random?: () => number;
@@ -181,11 +183,19 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     live.heartbeatTimer = setTimeout(() => this.heartbeat(live), delayMs);
   }
 
+  /** Heartbeats now (the node's trust changed: its manager should hear it at once), then every period again. */
+  heartbeatNow(): void {
+    const live = this.live;
+    if (!live?.sessionId || live.ended) return;
+    clearTimeout(live.heartbeatTimer);
+    this.heartbeat(live);
+  }
+
   private heartbeat(live: Live): void {
     if (live.ended) return;
     const deadline = new Date(Date.now() + this.periodMs);
     live.client.heartbeat(
-      { sessionId: live.sessionId },
+      { sessionId: live.sessionId, trustedRootKeyIds: this.options.trustedRootKeyIds?.() ?? [] },
       new grpc.Metadata(),
       { deadline },
       (error, response) => {

@@ -11,6 +11,8 @@ import {
   RotationPhase,
 } from "../gen/fsm/v1/state.js";
 
+export { trustBundleOf } from "../issuer/index.js";
+
 /** A manager the cluster believes is up gets this weight; a down one keeps a little, so a node
  * whose list holds only down managers still tries them. */
 export const UP_MANAGER_WEIGHT = 100;
@@ -33,20 +35,6 @@ export function sameManagerList(a: readonly Manager[], b: readonly Manager[]): b
     a.length === b.length &&
     a.every((m, i) => m.nodeId === b[i]?.nodeId && m.address === b[i]?.address && m.weight === b[i]?.weight)
   );
-}
-
-/**
- * The roots a node must trust. During a root rotation's renew phase, certificates
- * signed by the new key are served with the cross-signed intermediate, so the old root
- * still verifies them and stays the only anchor; in the trust phase every node is
- * handed the new root instead (DESIGN.md "Root rotation").
- */
-export function trustBundleOf(cluster: Cluster): string {
-  const decoder = new TextDecoder();
-  const rotation = cluster.rotation;
-  if (rotation?.newRoot && rotation.phase === RotationPhase.ROTATION_PHASE_TRUST)
-    return decoder.decode(rotation.newRoot.certPem);
-  return decoder.decode(cluster.root?.certPem ?? new Uint8Array());
 }
 
 /**
@@ -73,6 +61,9 @@ export function renewInstructionFor(
     newKeyId &&
     node.certificate?.issuerKeyId !== newKeyId
   )
-    return { delayMs: Math.floor(random() * spreadWindowMs), reason: "rotation" };
+    return {
+      delayMs: Math.floor(random() * (rotation.spreadWindowMs || spreadWindowMs)),
+      reason: "rotation",
+    };
   return undefined;
 }

@@ -17,7 +17,7 @@ import type {
   SessionMessage,
   SessionRequest,
 } from "../gen/dispatcher/v1/dispatcher.js";
-import { type Node, NodeStatus, Role } from "../gen/fsm/v1/state.js";
+import { type Node, NodeStatus, Role, RotationPhase } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { LeadershipEvents } from "../raft/runtime/seam.js";
 import { DispatcherRefusal, refusals } from "./errors.js";
@@ -29,6 +29,7 @@ import {
   trustBundleOf,
   UP_MANAGER_WEIGHT,
 } from "./pushes.js";
+import { TrustRecorder } from "./trust-recorder.js";
 
 /** Who may call what: any node of this cluster, manager or worker, may hold a session. */
 export const DISPATCHER_POLICY: AuthorizationPolicy = {
@@ -51,7 +52,7 @@ export interface DispatcherOptions {
   /** A node silent this many periods is down. */
   missedPeriods?: number;
   maxSessions?: number;
-  /** Rotation renewals are spread uniformly over this window. */
+  /** Rotation renewals are spread uniformly over this window (unless the rotation names its own). */
   renewSpreadWindowMs?: number;
   /** The wait a node refused for the session bound is told to respect. */
   sessionLimitRetryAfterMs?: number;
@@ -72,11 +73,15 @@ interface OpenSession {
   desiredRole: Role;
   /** The last renewal told, so a repeated change event does not tell it again. */
   renewKey: string;
+  /** When a rotation's renewal was last told (a node that did not act is told again). */
+  renewToldAtMs: number;
+  renewDelayMs: number;
 }
 
 export class Dispatcher {
   private readonly sessions = new Map<string, OpenSession>();
   private readonly batcher: TransitionBatcher;
+  private readonly trust: TrustRecorder;
   private readonly liveness: LivenessTracker;
   private readonly logger: Logger;
   private readonly periodMs: number;
@@ -106,6 +111,7 @@ export class Dispatcher {
       retryMs: options.transitionRetryMs ?? 500,
     });
     this.silentAfterMs = this.periodMs * (options.missedPeriods ?? 3);
+    this.trust = new TrustRecorder(options.log, this.logger);
     this.liveness = new LivenessTracker({
       selfId: options.selfNodeId,
       batcher: this.batcher,
@@ -148,6 +154,7 @@ export class Dispatcher {
     this.stopped = true;
     clearInterval(this.sweepTimer);
     this.unwatch();
+    this.trust.close();
     for (const session of [...this.sessions.values()]) this.end(session, refusals.stopped());
     this.batcher.close();
     this.logger.info("dispatcher stopped");
@@ -173,6 +180,8 @@ export class Dispatcher {
       trustBundlePem: "",
       desiredRole: Role.ROLE_UNSPECIFIED,
       renewKey: "",
+      renewToldAtMs: 0,
+      renewDelayMs: 0,
     };
     this.sessions.set(nodeId, session);
     this.sessionsOpened++;
@@ -220,6 +229,7 @@ export class Dispatcher {
     }
     this.liveness.heard(nodeId);
     this.heartbeatsReceived++;
+    this.noteTrust(nodeId, call.request.trustedRootKeyIds);
     return [null, { heartbeatPeriodMs: this.periodMs }];
   }
 
@@ -248,6 +258,33 @@ export class Dispatcher {
   private leaveFailed(error: unknown): DispatcherRefusal {
     this.logger.warn({ err: String(error) }, "a leave was not recorded");
     return refusals.unavailable(error instanceof Error ? error.message : String(error));
+  }
+
+  /** In a rotation's trust phase: a node trusting the new root alone has confirmed it. */
+  private noteTrust(nodeId: string, keyIds: readonly string[]): void {
+    const rotation = this.options.state.cluster()?.rotation;
+    const newKeyId = rotation?.newRoot?.keyId;
+    if (rotation?.phase !== RotationPhase.ROTATION_PHASE_TRUST || !newKeyId) return;
+    if (keyIds.length !== 1 || keyIds[0] !== newKeyId) return;
+    if (this.options.state.node(nodeId)?.trustedRootKeyId === newKeyId) return;
+    this.trust.confirm(nodeId, newKeyId);
+  }
+
+  /** A node told to renew for a rotation that has not, well after its delay, is told again (at once). */
+  private retellRenewals(): void {
+    const cluster = this.options.state.cluster();
+    if (cluster?.rotation?.phase !== RotationPhase.ROTATION_PHASE_RENEW) return;
+    const now = this.now();
+    for (const session of this.sessions.values()) {
+      if (!session.renewKey.startsWith("rotation/")) continue;
+      if (now - session.renewToldAtMs < session.renewDelayMs + 3 * this.periodMs) continue;
+      const node = this.options.state.node(session.nodeId);
+      if (!node || node.certificate?.issuerKeyId === cluster.rotation.newRoot?.keyId) continue;
+      session.renewToldAtMs = now;
+      session.renewDelayMs = 0;
+      this.logger.info({ nodeId: node.id }, "told to renew for the rotation and has not: telling it again");
+      this.push(session, { $case: "renew", value: { delayMs: 0, reason: "rotation" } });
+    }
   }
 
   // ---- pushes ------------------------------------------------------------------------
@@ -288,6 +325,8 @@ export class Dispatcher {
     const key = `${renew.reason}/${node.certificate?.serial ?? ""}/${node.desiredRole}/${cluster.rotation?.newRoot?.keyId ?? ""}`;
     if (key === session.renewKey) return;
     session.renewKey = key;
+    session.renewToldAtMs = this.now();
+    session.renewDelayMs = Number(renew.delayMs);
     this.push(session, { $case: "renew", value: renew });
   }
 
@@ -356,6 +395,7 @@ export class Dispatcher {
   }
 
   private sweep(): void {
+    this.retellRenewals();
     if (this.now() - this.lastOrphanScanMs >= this.silentAfterMs) this.adoptOrphans();
     this.closeExpired();
     for (const nodeId of this.liveness.sweep()) {

@@ -23,4 +23,6 @@ export {
 export { DEFAULT_ISSUANCE_LIMITS, IssuanceLimiter, type IssuanceLimits } from "./limiter.js";
 export { NODE_ID_CHARS, newNodeId } from "./node-id.js";
 export { caServicePolicy } from "./policy.js";
+export { RootRotationReconciler } from "./rotation-reconciler.js";
 export { NodeCAIssuer, type NodeCAIssuerOptions } from "./service.js";
+export { trustBundleOf } from "./trust.js";

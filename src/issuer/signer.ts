@@ -6,6 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { type CheckedCsr, type IssuedNodeCertificate, type NodeRole, RootCA } from "../ca/index.js";
 import type { Certificate, Cluster } from "../gen/fsm/v1/state.js";
+import { trustBundleOf } from "./trust.js";
 
 const decoder = new TextDecoder();
 // The current root and a rotation's new root; a few more once rotations replace them.
@@ -25,11 +26,9 @@ export class ClusterSigner {
     });
   }
 
-  /** The roots a node of this cluster trusts now. */
+  /** The roots a node of this cluster trusts now (trust.ts). */
   trustBundlePem(cluster: Cluster): string {
-    const root = cluster.root ? decoder.decode(cluster.root.certPem) : "";
-    const next = cluster.rotation?.newRoot ? decoder.decode(cluster.rotation.newRoot.certPem) : "";
-    return withNewline(root) + withNewline(next);
+    return withNewline(trustBundleOf(cluster));
   }
 
   /** A recorded certificate as its node serves it: the leaf, then the cross-signed root if the new key signed it. */

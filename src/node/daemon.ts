@@ -13,7 +13,7 @@
 // node.json follows each change; a crash between the certificate and node.json is
 // repaired at the next start (the certificate, the newer fact, wins).
 import { rmSync } from "node:fs";
-import type { TlsCredentialHolder } from "../ca/index.js";
+import { rootKeyIdsOf, type TlsCredentialHolder, writeCertificateFile } from "../ca/index.js";
 import { SessionClient, type WeightedManager } from "../dispatcher/index.js";
 import type { RaftBinding } from "../gen/ca/v1/ca.js";
 import { checkNodeOnRecord, IssuerCallError, type RenewedCertificate } from "../issuer/index.js";
@@ -74,6 +74,7 @@ export class NodeDaemon {
       logger: this.logger,
       heartbeatPeriodMs: options.heartbeatPeriodMs,
       selfId: this.config.nodeId,
+      trustedRootKeyIds: () => this.trustedRootKeyIds(),
     });
     this.renewal = new RenewalLoop({
       holder: this.credentials,
@@ -159,6 +160,14 @@ export class NodeDaemon {
     this.session.on("renew", (instruction) =>
       this.renewal.renewIn(Number(instruction.delayMs), instruction.reason),
     );
+    this.session.on("trustBundle", (pem) => {
+      this.adoptTrustBundle(pem).catch((err: unknown) =>
+        this.logger.error(
+          { err: String(err) },
+          "could not take the trust bundle a manager pushed; keeping the old one",
+        ),
+      );
+    });
     this.session.on("connected", () => {
       this.failedConnects = 0;
     });
@@ -242,6 +251,27 @@ export class NodeDaemon {
     rmSync(this.paths.controlSocket, { force: true });
   }
 
+  /**
+   * A manager pushed the roots to trust (a rotation's trust phase): new handshakes use
+   * them at once, ca.crt follows, and the manager hears at once (a heartbeat carries the
+   * key ids) so it can record the confirmation.
+   */
+  private async adoptTrustBundle(pem: string): Promise<void> {
+    if (normalizePem(pem) === normalizePem(this.credentials.currentTrustBundlePem)) return;
+    this.credentials.replaceTrustBundle(pem);
+    await writeCertificateFile(this.paths.caCert, pem);
+    this.logger.info({ roots: this.trustedRootKeyIds() }, "trust bundle replaced as the cluster asked");
+    this.session.heartbeatNow();
+  }
+
+  private trustCache: { pem: string; ids: string[] } | undefined;
+
+  private trustedRootKeyIds(): string[] {
+    const pem = this.credentials.currentTrustBundlePem;
+    if (this.trustCache?.pem !== pem) this.trustCache = { pem, ids: rootKeyIdsOf(pem) };
+    return this.trustCache.ids;
+  }
+
   /** The manager holding this node's session first, then the others it knows. */
   private renewalManagers(): { nodeId: string; address: string }[] {
     const current = this.session.managerId;
@@ -296,6 +326,10 @@ function removedError(nodeId: string): NodeError {
     `node ${nodeId} was removed from the cluster; its state dir cannot come back. ` +
       "Join again with a fresh state dir and a join token",
   );
+}
+
+function normalizePem(pem: string): string {
+  return pem.replace(/\s+/g, "");
 }
 
 function seedsOf(raft: RaftBinding): Map<number, MemberBinding> {

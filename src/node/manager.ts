@@ -21,7 +21,7 @@ import { NodeCAServiceService } from "../gen/ca/v1/ca.js";
 import { DispatcherServiceService } from "../gen/dispatcher/v1/dispatcher.js";
 import { type Node, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import { RaftTransportServiceService } from "../gen/raft/v1/transport.js";
-import { NodeCAIssuer } from "../issuer/index.js";
+import { NodeCAIssuer, RootRotationReconciler } from "../issuer/index.js";
 import type { Logger } from "../log/logger.js";
 import type { DiskStorage } from "../raft/runtime/disk-storage.js";
 import { GrpcTransport, RAFT_SERVER_OPTIONS } from "../raft/runtime/grpc-transport.js";
@@ -196,6 +196,9 @@ export class Manager {
     const reconciler = new MembershipReconciler(this.raft, this.state, logger);
     this.closers.push(() => reconciler.stop());
     reconciler.start();
+    const rotation = new RootRotationReconciler(this.raft, this.state, logger);
+    this.closers.push(() => rotation.stop());
+    rotation.start();
     const creation = new ClusterCreation(
       paths.pendingCluster,
       config.clusterId,

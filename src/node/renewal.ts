@@ -116,10 +116,8 @@ export class RenewalLoop {
       // Validated by the holder first: a certificate it refuses is never written.
       holder.replaceIdentity({ privateKeyPem, certificateChainPem: renewed.certificateChainPem });
       await writeCertificateFile(paths.nodeCert, renewed.certificateChainPem);
-      if (renewed.trustBundlePem && renewed.trustBundlePem !== holder.currentTrustBundlePem) {
-        holder.replaceTrustBundle(renewed.trustBundlePem);
-        await writeCertificateFile(paths.caCert, renewed.trustBundlePem);
-      }
+      // The trust bundle is not taken from here: the session pushes it (one source, so a
+      // renewal answered before a rotation's trust push cannot undo that push).
       this.renewals++;
       this.failures = 0;
       const id = holder.currentIdentity;

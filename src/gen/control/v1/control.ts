@@ -31,6 +31,8 @@ import {
   RemoveNodeRequest,
   RemoveNodeResponse,
   RoleChangeResponse,
+  RotateRootRequest,
+  RotateRootResponse,
 } from "./messages.js";
 
 export const protobufPackage = "control.v1";
@@ -83,6 +85,16 @@ export const ControlService = {
     responseSerialize: (value: CaStatusResponse): Buffer => Buffer.from(CaStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CaStatusResponse => CaStatusResponse.decode(value),
   },
+  /** Starts a root rotation (or replaces the pending root of one in progress). */
+  rotateRoot: {
+    path: "/control.v1.Control/RotateRoot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateRootRequest): Buffer => Buffer.from(RotateRootRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateRootRequest => RotateRootRequest.decode(value),
+    responseSerialize: (value: RotateRootResponse): Buffer => Buffer.from(RotateRootResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateRootResponse => RotateRootResponse.decode(value),
+  },
   /**
    * Writes: each returns once its command is applied (not once the node changed role).
    * A refusal changes nothing and carries its code in the x-nodectl-reason trailer.
@@ -121,6 +133,8 @@ export interface ControlServer extends UntypedServiceImplementation {
   inspectNode: handleUnaryCall<InspectNodeRequest, NodeView>;
   getJoinToken: handleUnaryCall<GetJoinTokenRequest, GetJoinTokenResponse>;
   caStatus: handleUnaryCall<CaStatusRequest, CaStatusResponse>;
+  /** Starts a root rotation (or replaces the pending root of one in progress). */
+  rotateRoot: handleUnaryCall<RotateRootRequest, RotateRootResponse>;
   /**
    * Writes: each returns once its command is applied (not once the node changed role).
    * A refusal changes nothing and carries its code in the x-nodectl-reason trailer.
@@ -190,6 +204,22 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CaStatusResponse) => void,
+  ): ClientUnaryCall;
+  /** Starts a root rotation (or replaces the pending root of one in progress). */
+  rotateRoot(
+    request: RotateRootRequest,
+    callback: (error: ServiceError | null, response: RotateRootResponse) => void,
+  ): ClientUnaryCall;
+  rotateRoot(
+    request: RotateRootRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateRootResponse) => void,
+  ): ClientUnaryCall;
+  rotateRoot(
+    request: RotateRootRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateRootResponse) => void,
   ): ClientUnaryCall;
   /**
    * Writes: each returns once its command is applied (not once the node changed role).

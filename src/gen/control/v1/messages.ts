@@ -89,8 +89,46 @@ export interface CaStatusResponse {
   /** The digest part of every join token (SHA-256 of the root, base 36). */
   rootDigest: string;
   nodeCertLifetimeS: number;
-  /** No root rotation exists yet in this step; always false here. */
-  rotationInProgress: boolean;
+  /** Absent when no rotation is in progress. */
+  rotation: RotationView | undefined;
+}
+
+/** A root rotation in progress, as the answering manager's replicated state has it. */
+export interface RotationView {
+  /**
+   * "renew" (nodes get certificates signed by the new key) or "trust" (nodes are
+   * handed the new root alone and confirm it).
+   */
+  phase: string;
+  newRootKeyId: string;
+  renewed: number;
+  trusted: number;
+  total: number;
+  /** The nodes the current phase waits for, with why (at most 100). */
+  pending: PendingNode[];
+  startedAtMs: number;
+  phaseStartedAtMs: number;
+}
+
+export interface PendingNode {
+  id: string;
+  reason: string;
+}
+
+export interface RotateRootRequest {
+  /** Lifetime of node certificates issued from now on; 0 keeps the current one. */
+  certExpiryS: number;
+  /** Both or neither: an imported root (PEM) and its private key (PEM). */
+  caCertPem: Uint8Array;
+  caKeyPem: Uint8Array;
+}
+
+export interface RotateRootResponse {
+  newRootKeyId: string;
+  /** A rotation was in progress and this one replaced its pending root. */
+  replaced: boolean;
+  nodes: number;
+  spreadWindowMs: number;
 }
 
 /** `id` is a node id or a prefix that names exactly one node (as docker accepts). */
@@ -820,14 +858,7 @@ export const CaStatusRequest: MessageFns<CaStatusRequest> = {
 };
 
 function createBaseCaStatusResponse(): CaStatusResponse {
-  return {
-    clusterId: "",
-    rootKeyId: "",
-    rootNotAfterMs: 0,
-    rootDigest: "",
-    nodeCertLifetimeS: 0,
-    rotationInProgress: false,
-  };
+  return { clusterId: "", rootKeyId: "", rootNotAfterMs: 0, rootDigest: "", nodeCertLifetimeS: 0, rotation: undefined };
 }
 
 export const CaStatusResponse: MessageFns<CaStatusResponse> = {
@@ -847,8 +878,8 @@ export const CaStatusResponse: MessageFns<CaStatusResponse> = {
     if (message.nodeCertLifetimeS !== 0) {
       writer.uint32(40).uint64(message.nodeCertLifetimeS);
     }
-    if (message.rotationInProgress !== false) {
-      writer.uint32(48).bool(message.rotationInProgress);
+    if (message.rotation !== undefined) {
+      RotationView.encode(message.rotation, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -906,12 +937,12 @@ export const CaStatusResponse: MessageFns<CaStatusResponse> = {
             message.nodeCertLifetimeS = longToNumber(reader.uint64());
             continue;
           }
-          case 6: {
-            if (tag !== 48) {
+          case 7: {
+            if (tag !== 58) {
               break;
             }
 
-            message.rotationInProgress = reader.bool();
+            message.rotation = RotationView.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -936,7 +967,394 @@ export const CaStatusResponse: MessageFns<CaStatusResponse> = {
     message.rootNotAfterMs = object.rootNotAfterMs ?? 0;
     message.rootDigest = object.rootDigest ?? "";
     message.nodeCertLifetimeS = object.nodeCertLifetimeS ?? 0;
-    message.rotationInProgress = object.rotationInProgress ?? false;
+    message.rotation = (object.rotation !== undefined && object.rotation !== null)
+      ? RotationView.fromPartial(object.rotation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRotationView(): RotationView {
+  return {
+    phase: "",
+    newRootKeyId: "",
+    renewed: 0,
+    trusted: 0,
+    total: 0,
+    pending: [],
+    startedAtMs: 0,
+    phaseStartedAtMs: 0,
+  };
+}
+
+export const RotationView: MessageFns<RotationView> = {
+  encode(message: RotationView, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phase !== "") {
+      writer.uint32(10).string(message.phase);
+    }
+    if (message.newRootKeyId !== "") {
+      writer.uint32(18).string(message.newRootKeyId);
+    }
+    if (message.renewed !== 0) {
+      writer.uint32(24).uint32(message.renewed);
+    }
+    if (message.trusted !== 0) {
+      writer.uint32(32).uint32(message.trusted);
+    }
+    if (message.total !== 0) {
+      writer.uint32(40).uint32(message.total);
+    }
+    for (const v of message.pending) {
+      PendingNode.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(56).uint64(message.startedAtMs);
+    }
+    if (message.phaseStartedAtMs !== 0) {
+      writer.uint32(64).uint64(message.phaseStartedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotationView {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotationView();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newRootKeyId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.renewed = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.trusted = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.total = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pending.push(PendingNode.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.phaseStartedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RotationView>, I>>(base?: I): RotationView {
+    return RotationView.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotationView>, I>>(object: I): RotationView {
+    const message = createBaseRotationView();
+    message.phase = object.phase ?? "";
+    message.newRootKeyId = object.newRootKeyId ?? "";
+    message.renewed = object.renewed ?? 0;
+    message.trusted = object.trusted ?? 0;
+    message.total = object.total ?? 0;
+    message.pending = object.pending?.map((e) => PendingNode.fromPartial(e)) || [];
+    message.startedAtMs = object.startedAtMs ?? 0;
+    message.phaseStartedAtMs = object.phaseStartedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBasePendingNode(): PendingNode {
+  return { id: "", reason: "" };
+}
+
+export const PendingNode: MessageFns<PendingNode> = {
+  encode(message: PendingNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PendingNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePendingNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PendingNode>, I>>(base?: I): PendingNode {
+    return PendingNode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PendingNode>, I>>(object: I): PendingNode {
+    const message = createBasePendingNode();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRotateRootRequest(): RotateRootRequest {
+  return { certExpiryS: 0, caCertPem: new Uint8Array(0), caKeyPem: new Uint8Array(0) };
+}
+
+export const RotateRootRequest: MessageFns<RotateRootRequest> = {
+  encode(message: RotateRootRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certExpiryS !== 0) {
+      writer.uint32(8).uint64(message.certExpiryS);
+    }
+    if (message.caCertPem.length !== 0) {
+      writer.uint32(18).bytes(message.caCertPem);
+    }
+    if (message.caKeyPem.length !== 0) {
+      writer.uint32(26).bytes(message.caKeyPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.certExpiryS = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caCertPem = reader.bytes();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caKeyPem = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RotateRootRequest>, I>>(base?: I): RotateRootRequest {
+    return RotateRootRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateRootRequest>, I>>(object: I): RotateRootRequest {
+    const message = createBaseRotateRootRequest();
+    message.certExpiryS = object.certExpiryS ?? 0;
+    message.caCertPem = object.caCertPem ?? new Uint8Array(0);
+    message.caKeyPem = object.caKeyPem ?? new Uint8Array(0);
+    return message;
+  },
+};
+
+function createBaseRotateRootResponse(): RotateRootResponse {
+  return { newRootKeyId: "", replaced: false, nodes: 0, spreadWindowMs: 0 };
+}
+
+export const RotateRootResponse: MessageFns<RotateRootResponse> = {
+  encode(message: RotateRootResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.newRootKeyId !== "") {
+      writer.uint32(10).string(message.newRootKeyId);
+    }
+    if (message.replaced !== false) {
+      writer.uint32(16).bool(message.replaced);
+    }
+    if (message.nodes !== 0) {
+      writer.uint32(24).uint32(message.nodes);
+    }
+    if (message.spreadWindowMs !== 0) {
+      writer.uint32(32).uint64(message.spreadWindowMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.newRootKeyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replaced = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.nodes = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.spreadWindowMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RotateRootResponse>, I>>(base?: I): RotateRootResponse {
+    return RotateRootResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateRootResponse>, I>>(object: I): RotateRootResponse {
+    const message = createBaseRotateRootResponse();
+    message.newRootKeyId = object.newRootKeyId ?? "";
+    message.replaced = object.replaced ?? false;
+    message.nodes = object.nodes ?? 0;
+    message.spreadWindowMs = object.spreadWindowMs ?? 0;
     return message;
   },
 };

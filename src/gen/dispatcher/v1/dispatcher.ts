@@ -96,6 +96,11 @@ export interface SessionMessage {
 
 export interface HeartbeatRequest {
   sessionId: string;
+  /**
+   * Key ids of the roots the node trusts now (its trust bundle): in a rotation's trust
+   * phase the manager records the node's confirmation once it trusts the new root alone.
+   */
+  trustedRootKeyIds: string[];
 }
 
 export interface HeartbeatResponse {
@@ -767,13 +772,16 @@ export const SessionMessage: MessageFns<SessionMessage> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { sessionId: "" };
+  return { sessionId: "", trustedRootKeyIds: [] };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
   encode(message: HeartbeatRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sessionId !== "") {
       writer.uint32(10).string(message.sessionId);
+    }
+    for (const v of message.trustedRootKeyIds) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -799,6 +807,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.sessionId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.trustedRootKeyIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -817,6 +833,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
   fromPartial<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(object: I): HeartbeatRequest {
     const message = createBaseHeartbeatRequest();
     message.sessionId = object.sessionId ?? "";
+    message.trustedRootKeyIds = object.trustedRootKeyIds?.map((e) => e) || [];
     return message;
   },
 };

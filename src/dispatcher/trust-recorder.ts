@@ -1,0 +1,48 @@
+// Records, batched, the nodes that confirmed over their heartbeat that they trust a
+// rotation's new root alone. Only confirmations the state does not have yet are
+// proposed; one that does not reach the log is dropped and comes again with the node's
+// next heartbeat, so nothing here needs to be durable.
+import { type CommandLog, proposeCommand } from "../fsm/index.js";
+import type { Logger } from "../log/logger.js";
+
+export class TrustRecorder {
+  private readonly pending = new Map<string, string>();
+  private readonly inFlight = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly log: CommandLog,
+    private readonly logger: Logger,
+    private readonly batchMs = 50,
+  ) {}
+
+  confirm(nodeId: string, rootKeyId: string): void {
+    if (this.closed || this.inFlight.has(nodeId)) return;
+    this.pending.set(nodeId, rootKeyId);
+    this.timer ??= setTimeout(() => this.flush(), this.batchMs);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.pending.clear();
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    const confirmations = [...this.pending].map(([nodeId, rootKeyId]) => ({ nodeId, rootKeyId }));
+    this.pending.clear();
+    for (const c of confirmations) this.inFlight.add(c.nodeId);
+    proposeCommand(this.log, { $case: "recordTrust", value: { confirmations } })
+      .catch((err: unknown) =>
+        this.logger.warn(
+          { err: String(err), confirmations: confirmations.length },
+          "trust confirmations not recorded; the next heartbeats bring them again",
+        ),
+      )
+      .finally(() => {
+        for (const c of confirmations) this.inFlight.delete(c.nodeId);
+      });
+  }
+}
