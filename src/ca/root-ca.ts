@@ -144,7 +144,12 @@ export class RootCA {
     return new RootCA(options.clusterId, key, signCertificate(tbs, key), "");
   }
 
-  /** Loads a root from storage; refuses a key that does not match the certificate or a non-CA certificate. */
+  /**
+   * Loads a root from the replicated state, where only RootCA.create's roots and
+   * CheckedNewRoot's enter; refuses a key that does not match the certificate or a
+   * non-CA certificate. Not an import: a root from outside goes through checkNewRoot
+   * (root-import.ts), and only that result can be cross-signed.
+   */
   static fromPem(options: {
     clusterId: string;
     certificatePem: string;

@@ -8,7 +8,8 @@
 import { X509Certificate } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
-import { CaError, type CaErrorCode } from "../../src/ca/errors.js";
+import { verifyChain } from "../../src/ca/chain.js";
+import { CaError, type CaErrorCode, UntrustedRootError } from "../../src/ca/errors.js";
 import { DEFAULT_ROTATION_WINDOW_MS } from "../../src/ca/profile.js";
 import { RootCA } from "../../src/ca/root-ca.js";
 import { CheckedNewRoot, checkNewRoot } from "../../src/ca/root-import.js";
@@ -123,6 +124,7 @@ describe("ca: crossSignRoot, the intermediate of a root rotation (issue 11)", ()
         const direct = await opensslVerify(dir, { trusted: next.root.certificatePem, leaf, purpose });
         expect(direct.code, direct.stdout + direct.stderr).to.equal(0);
       }
+      expect(verifyChain(issued.certificateChainPem, oldRoot.certificatePem).path).to.have.length(3);
     });
 
     it(`refuses a sub-CA made with the new key, and its leaf, against ${name} (openssl: path length)`, async () => {
@@ -134,6 +136,9 @@ describe("ca: crossSignRoot, the intermediate of a root rotation (issue 11)", ()
       });
       expect(verified.code).to.not.equal(0);
       expect(verified.stdout + verified.stderr).to.match(/path length constraint exceeded/);
+      // Our own chain check (a node's check of the identity it is handed) agrees.
+      const chain = leaf.certificatePem + subCa.certificatePem + oldRoot.crossSignRoot(next);
+      expect(() => verifyChain(chain, oldRoot.certificatePem)).to.throw(UntrustedRootError);
     });
   }
 
@@ -145,6 +150,8 @@ describe("ca: crossSignRoot, the intermediate of a root rotation (issue 11)", ()
       leaf: leaf.certificatePem,
     });
     expect(verified.code, verified.stdout + verified.stderr).to.equal(0);
+    const chain = leaf.certificatePem + subCa.certificatePem + unlimitedIntermediate;
+    expect(verifyChain(chain, legacy.certificatePem).path).to.have.length(4);
   });
 
   it("refuses another cluster's root, the current root again, and a root of the same name (codes)", () => {
