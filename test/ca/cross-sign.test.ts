@@ -182,6 +182,26 @@ describe("ca: crossSignRoot, the intermediate of a root rotation (issue 11)", ()
       "ROOT_PATH_LENGTH",
     );
   });
+
+  it("why roots get pathlen 1, not 0: OpenSSL applies the old root's own limit to the cross-signed chain", async () => {
+    const leavesOnly = buildCertificate({
+      subject: { organization: CLUSTER, commonName: "leaves-only" },
+      basicConstraints: { cA: true, pathLength: 0 },
+    });
+    const twin = buildCertificate({
+      subject: heldCa(next.root).subject,
+      key: heldCa(next.root).key,
+      issuer: { subject: leavesOnly.subject, key: leavesOnly.key },
+      basicConstraints: { cA: true, pathLength: 0 },
+    });
+    const leaf = new X509Certificate(issueNode(next.root, "worker", "w-1").certificateChainPem).toString();
+    const verified = await opensslVerify(dir, {
+      trusted: leavesOnly.certificatePem,
+      untrusted: twin.certificatePem,
+      leaf,
+    });
+    expect(verified.stdout + verified.stderr).to.match(/path length constraint exceeded/);
+  });
 });
 
 describe("ca/tls: a server trusting only the old root refuses the sub-CA chain in the handshake", () => {
