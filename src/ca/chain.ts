@@ -3,9 +3,12 @@
 // cross-signed intermediate, so two paths exist: leaf → intermediate → old root,
 // and leaf → new root. Either one ending at a trusted root is enough.
 import type { X509Certificate } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { Certificate } from "@peculiar/asn1-x509";
 import { CertExpiredError, CertInvalidError, UntrustedRootError } from "./errors.js";
 import { certificatesFromPem } from "./pem.js";
 import { MAX_CHAIN_CERTS } from "./profile.js";
+import { pathLengthOf } from "./x509-build.js";
 
 export interface VerifiedChain {
   /** Leaf first, trusted root last. */
@@ -53,7 +56,7 @@ function findPath(
 ): X509Certificate[] | undefined {
   const current = path[path.length - 1] as X509Certificate;
   for (const root of roots) {
-    if (issued(root, current) && isValidAt(root, now)) return [...path, root];
+    if (issued(root, current) && isValidAt(root, now) && allowsPath(root, path)) return [...path, root];
   }
   if (path.length > MAX_CHAIN_CERTS) return undefined;
   for (const candidate of intermediates) {
@@ -61,13 +64,27 @@ function findPath(
       path.includes(candidate) ||
       !candidate.ca ||
       !isValidAt(candidate, now) ||
-      !issued(candidate, current)
+      !issued(candidate, current) ||
+      !allowsPath(candidate, path)
     )
       continue;
     const found = findPath([...path, candidate], intermediates, roots, now);
     if (found) return found;
   }
   return undefined;
+}
+
+/**
+ * RFC 5280 6.1.4 (l, m), as OpenSSL applies it (to the trust anchor too): a CA's
+ * pathLenConstraint bounds the CA certificates between it and the leaf, not counting
+ * self-issued ones. So a CA made under a cross-signed intermediate (pathlen 0) is
+ * refused here as by every peer.
+ */
+function allowsPath(ca: X509Certificate, below: readonly X509Certificate[]): boolean {
+  const limit = pathLengthOf(AsnConvert.parse(ca.raw, Certificate).tbsCertificate);
+  if (typeof limit !== "number") return true;
+  const intermediates = below.slice(1).filter((cert) => cert.subject !== cert.issuer).length;
+  return intermediates <= limit;
 }
 
 function issued(issuer: X509Certificate, subject: X509Certificate): boolean {

@@ -19,7 +19,18 @@ export type CaErrorCode =
   | "ROLE_INVALID"
   | "CREDENTIALS_REJECTED"
   | "METHOD_NOT_ALLOWED"
-  | "TLS_HOOK_UNAVAILABLE";
+  | "TLS_HOOK_UNAVAILABLE"
+  | "ROOT_NOT_CA"
+  | "ROOT_PATH_LENGTH"
+  | "ROOT_KEY_MISMATCH"
+  | "ROOT_NOT_SELF_SIGNED"
+  | "ROOT_WRONG_CLUSTER"
+  | "ROOT_EXPIRED"
+  | "ROOT_NOT_YET_VALID"
+  | "ROOT_EXPIRES_TOO_SOON"
+  | "ROOT_KEY_UNSUPPORTED"
+  | "ROOT_NOT_NEW"
+  | "ROTATION_WINDOW_INVALID";
 
 export abstract class CaError extends Error {
   abstract readonly code: CaErrorCode;
@@ -164,6 +175,117 @@ export class TlsHookUnavailableError extends CaError {
     super(
       `cannot hook the gRPC server's TLS handshakes (${what}): the installed @grpc/grpc-js is not one this ` +
         "code supports; install the version package-lock.json names",
+    );
+  }
+}
+
+// Refusals of a root offered for a rotation (imported with --ca-cert/--ca-key, or made
+// here): whatever the cross-signed intermediate covers becomes trusted by every peer
+// that still trusts the old root, so each property is checked before it is signed.
+
+const IMPORT_HINT = "a root for this cluster is a self-signed ECDSA P-256 certificate with O=<cluster id>";
+
+export class RootNotCaError extends CaError {
+  readonly code = "ROOT_NOT_CA";
+  constructor(what: string) {
+    super(
+      `the new root is not a CA certificate (${what}): give a certificate with critical basicConstraints CA:true ` +
+        `and keyUsage keyCertSign, cRLSign; ${IMPORT_HINT}`,
+    );
+  }
+}
+
+export class RootPathLengthError extends CaError {
+  readonly code = "ROOT_PATH_LENGTH";
+  constructor(pathLength: number | null, which = "the new root") {
+    super(
+      `${which} allows ${pathLength === null ? "any number of" : pathLength} CA certificates below it: ` +
+        "a root of this cluster allows exactly one (the cross-signed intermediate of a later rotation), " +
+        "so make it with basicConstraints pathlen:1",
+    );
+  }
+}
+
+export class RootKeyMismatchError extends CaError {
+  readonly code = "ROOT_KEY_MISMATCH";
+  constructor(what: string) {
+    super(
+      `the private key does not belong to the new root certificate (${what}): give the key the certificate was made for`,
+    );
+  }
+}
+
+export class RootNotSelfSignedError extends CaError {
+  readonly code = "ROOT_NOT_SELF_SIGNED";
+  constructor(what: string) {
+    super(`the new root is not self-signed (${what}): ${IMPORT_HINT}, issued and signed by its own key`);
+  }
+}
+
+export class RootWrongClusterError extends CaError {
+  readonly code = "ROOT_WRONG_CLUSTER";
+  constructor(expected: string, actual: readonly string[]) {
+    super(
+      `the new root names organization ${actual.length === 0 ? "none" : actual.map((o) => JSON.stringify(o)).join(", ")}, ` +
+        `not this cluster ("${expected}"): make the root with subject O=${expected} and nothing else in O`,
+    );
+  }
+}
+
+export class RootExpiredError extends CaError {
+  readonly code = "ROOT_EXPIRED";
+  constructor(notAfter: Date, now: Date) {
+    super(
+      `the root expired at ${notAfter.toISOString()} (now ${now.toISOString()}): make a new root, or check the clock`,
+    );
+  }
+}
+
+export class RootNotYetValidError extends CaError {
+  readonly code = "ROOT_NOT_YET_VALID";
+  constructor(notBefore: Date, now: Date) {
+    super(
+      `the new root is valid only from ${notBefore.toISOString()} (now ${now.toISOString()}): ` +
+        "make it with a notBefore in the past, or check the clock",
+    );
+  }
+}
+
+export class RootExpiresTooSoonError extends CaError {
+  readonly code = "ROOT_EXPIRES_TOO_SOON";
+  constructor(notAfter: Date, requiredUntil: Date) {
+    super(
+      `the new root expires at ${notAfter.toISOString()}, before ${requiredUntil.toISOString()} ` +
+        "(the rotation window plus a node certificate's lifetime, at least 30 days): make a root that lives longer",
+    );
+  }
+}
+
+export class RootKeyUnsupportedError extends CaError {
+  readonly code = "ROOT_KEY_UNSUPPORTED";
+  constructor(what: string) {
+    super(
+      `the new root's key or signature is not supported (${what}): the cluster signs with ECDSA P-256 and ` +
+        "SHA-256 only (RSA roots are not supported); make the root with an EC P-256 key",
+    );
+  }
+}
+
+export class RootNotNewError extends CaError {
+  readonly code = "ROOT_NOT_NEW";
+  constructor(what: string) {
+    super(
+      `the new root cannot replace the current one (${what}): give a root with its own key and its own subject name`,
+    );
+  }
+}
+
+export class RotationWindowInvalidError extends CaError {
+  readonly code = "ROTATION_WINDOW_INVALID";
+  constructor(windowMs: number, minMs: number, maxMs: number) {
+    super(
+      `a rotation window of ${windowMs} ms is outside ${minMs} ms to ${maxMs} ms: ` +
+        "choose a window the cross-signed intermediate may live for",
     );
   }
 }

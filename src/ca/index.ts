@@ -2,7 +2,9 @@
 //
 // RootCA owns a root signing key (ECDSA P-256) and issues node certificates from
 // checked CSRs under the profile in DESIGN.md ("Certificates"), and cross-signs a
-// successor root for hitless root rotation. The node side makes its own key and
+// successor root for hitless root rotation: only a CheckedNewRoot (root-import.ts: key
+// held, this cluster's self-signed P-256 root, valid) into an intermediate that signs
+// leaves only and lives for the rotation window. The node side makes its own key and
 // CSR; the key never leaves the node. Join tokens (SWMTKN-1-<digest>-<secret>)
 // bind a joining node to the root it fetched and admit it with a role. Key and
 // certificate files are replaced atomically. `tls/` turns a node's key, chain and
@@ -38,6 +40,7 @@ export {
   type RevokedSerial,
 } from "./revocation-list.js";
 export { type IssuedNodeCertificate, type IssueNodeCertificateRequest, RootCA } from "./root-ca.js";
+export { CheckedNewRoot, checkNewRoot, type NewRootInput } from "./root-import.js";
 export {
   type AuthorizationOptions,
   type AuthorizationPolicy,

@@ -30,6 +30,29 @@ export const MIN_NODE_CERT_LIFETIME_MS = 60 * 1000;
 export const NOT_BEFORE_BACKDATE_MS = 5 * 60 * 1000;
 export const ROOT_CA_LIFETIME_MS = 20 * 365.25 * 24 * 60 * 60 * 1000;
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * How long the cross-signed intermediate lives, so how long a rotation may take before
+ * peers still trusting only the old root stop accepting certificates signed by the new
+ * key (a rotation held past it must cross-sign again). A week covers a node down over a
+ * weekend; the intermediate stays short because it extends the old root's trust.
+ */
+export const DEFAULT_ROTATION_WINDOW_MS = 7 * DAY_MS;
+export const MIN_ROTATION_WINDOW_MS = 60 * 1000;
+export const MAX_ROTATION_WINDOW_MS = 90 * DAY_MS;
+/**
+ * OpenSSL enforces a trust anchor's own pathLenConstraint, and during a rotation the old
+ * root has one CA below it (the cross-signed intermediate): a root with 0 could never be
+ * rotated away from. So roots allow exactly that one level and the intermediate allows
+ * none, which is what stops a CA made with the new key from reaching the old root.
+ */
+export const ROOT_PATH_LENGTH = 1;
+export const CROSS_SIGNED_PATH_LENGTH = 0;
+/** A new root must outlive the rotation and what it signs during it, and never be a short-lived stopgap. */
+export const MIN_NEW_ROOT_REMAINING_MS = 30 * DAY_MS;
+/** A new root's notBefore may be this far ahead of our clock (the issuing machine's clock ran ahead). */
+export const ROOT_CLOCK_SKEW_MS = NOT_BEFORE_BACKDATE_MS;
+
 /** A P-256 CSR is ~250 bytes; anything far larger is not ours and is refused before parsing. */
 export const MAX_CSR_BYTES = 4096;
 /** Bounds certificate parsing of untrusted input (peer chains, pushed bundles). */

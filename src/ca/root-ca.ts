@@ -28,19 +28,35 @@ import {
   Version,
 } from "@peculiar/asn1-x509";
 import type { CheckedCsr } from "./csr.js";
-import { CertExpiredError, CertInvalidError, NodeIdInvalidError, RoleInvalidError } from "./errors.js";
+import {
+  CertExpiredError,
+  CertInvalidError,
+  NodeIdInvalidError,
+  RoleInvalidError,
+  RootExpiredError,
+  RootNotNewError,
+  RootPathLengthError,
+  RootWrongClusterError,
+  RotationWindowInvalidError,
+} from "./errors.js";
 import { generateP256Key, privateKeyFromPem, privateKeyToPem } from "./keys.js";
 import { certificatesFromPem } from "./pem.js";
 import {
+  CROSS_SIGNED_PATH_LENGTH,
   DEFAULT_NODE_CERT_LIFETIME_MS,
+  DEFAULT_ROTATION_WINDOW_MS,
   isNodeRole,
+  MAX_ROTATION_WINDOW_MS,
   MIN_NODE_CERT_LIFETIME_MS,
+  MIN_ROTATION_WINDOW_MS,
   NOT_BEFORE_BACKDATE_MS,
   type NodeRole,
   nodeIdProblem,
   ROOT_CA_LIFETIME_MS,
+  ROOT_PATH_LENGTH,
 } from "./profile.js";
 import { buildRevocationList, type RevokedSerial } from "./revocation-list.js";
+import type { CheckedNewRoot } from "./root-import.js";
 import {
   authorityKeyIdentifier,
   buildName,
@@ -49,6 +65,7 @@ import {
   extension,
   hex,
   keyIdentifierOf,
+  pathLengthOf,
   randomSerialNumber,
   signCertificate,
   spkiOf,
@@ -115,6 +132,7 @@ export class RootCA {
       commonName: `nodectl-root-ca-${hex(keyId).slice(0, 16)}`,
     });
     const tbs = caTbs({
+      pathLength: ROOT_PATH_LENGTH,
       subject,
       issuer: subject,
       spki,
@@ -126,7 +144,12 @@ export class RootCA {
     return new RootCA(options.clusterId, key, signCertificate(tbs, key), "");
   }
 
-  /** Loads a root from storage; refuses a key that does not match the certificate or a non-CA certificate. */
+  /**
+   * Loads a root from the replicated state, where only RootCA.create's roots and
+   * CheckedNewRoot's enter; refuses a key that does not match the certificate or a
+   * non-CA certificate. Not an import: a root from outside goes through checkNewRoot
+   * (root-import.ts), and only that result can be cross-signed.
+   */
   static fromPem(options: {
     clusterId: string;
     certificatePem: string;
@@ -234,30 +257,51 @@ export class RootCA {
   /**
    * The cross-signed intermediate for a root rotation: the new root's subject and
    * key, issued by this (old) root, so peers trusting only this root accept leaves
-   * signed by the new key.
+   * signed by the new key. Only a CheckedNewRoot (key held, this cluster's own
+   * self-signed root, valid) is signed. The intermediate may sign leaves only
+   * (pathLenConstraint 0) and lives for the rotation window, capped by both roots.
+   * This root must allow that one CA below it (not pathLenConstraint 0).
    */
-  crossSignRoot(newRootCertificatePem: string): string {
-    const [newRoot] = certificatesFromPem(newRootCertificatePem, 1);
-    if (!newRoot?.ca) throw new CertInvalidError("the root to cross-sign is not a CA certificate");
-    const parsed = AsnConvert.parse(newRoot.raw, Certificate).tbsCertificate;
-    const notAfter = Math.min(
-      parsed.validity.notAfter.getTime().getTime(),
-      new Date(this.certificate.validTo).getTime(),
+  crossSignRoot(newRoot: CheckedNewRoot, options: { rotationWindowMs?: number; now?: Date } = {}): string {
+    const now = options.now ?? new Date();
+    const windowMs = options.rotationWindowMs ?? DEFAULT_ROTATION_WINDOW_MS;
+    if (!(windowMs >= MIN_ROTATION_WINDOW_MS && windowMs <= MAX_ROTATION_WINDOW_MS)) {
+      throw new RotationWindowInvalidError(windowMs, MIN_ROTATION_WINDOW_MS, MAX_ROTATION_WINDOW_MS);
+    }
+    const next = newRoot.root;
+    if (next.clusterId !== this.clusterId) throw new RootWrongClusterError(this.clusterId, [next.clusterId]);
+    const parsed = next.parsed.tbsCertificate;
+    if (next.certificate.publicKey.equals(this.certificate.publicKey)) {
+      throw new RootNotNewError("it has the current root's key");
+    }
+    const sameName = Buffer.from(AsnConvert.serialize(parsed.subject)).equals(
+      Buffer.from(AsnConvert.serialize(this.parsed.tbsCertificate.subject)),
     );
+    // Two CAs of one name and different keys make chain building pick by key id alone.
+    if (sameName) throw new RootNotNewError("it has the current root's subject name");
+    // A root that forbids any CA below it would make OpenSSL refuse every chain through the intermediate.
+    if (pathLengthOf(this.parsed.tbsCertificate) === 0) throw new RootPathLengthError(0, "the current root");
+    const thisNotAfter = new Date(this.certificate.validTo);
+    if (thisNotAfter <= now) throw new RootExpiredError(thisNotAfter, now);
+    const notAfter = Math.min(now.getTime() + windowMs, newRoot.notAfter.getTime(), thisNotAfter.getTime());
+    if (notAfter <= now.getTime()) throw new RootExpiredError(newRoot.notAfter, now);
     const tbs = caTbs({
+      pathLength: CROSS_SIGNED_PATH_LENGTH,
       subject: parsed.subject,
       issuer: this.parsed.tbsCertificate.subject,
       spki: parsed.subjectPublicKeyInfo,
-      subjectKeyId: caKeyIdentifierOf(parsed),
+      subjectKeyId: next.keyIdBytes,
       issuerKeyId: this.keyIdBytes,
-      notBefore: parsed.validity.notBefore.getTime(),
+      notBefore: new Date(Math.max(now.getTime() - NOT_BEFORE_BACKDATE_MS, newRoot.notBefore.getTime())),
       notAfter: new Date(notAfter),
     });
     return toPem("CERTIFICATE", signCertificate(tbs, this.signingKey));
   }
 }
 
+/** A root (pathLength ROOT_PATH_LENGTH) or a cross-signed root (CROSS_SIGNED_PATH_LENGTH). */
 function caTbs(fields: {
+  pathLength: number;
   subject: Name;
   issuer: Name;
   spki: TBSCertificate["subjectPublicKeyInfo"];
@@ -275,7 +319,11 @@ function caTbs(fields: {
     subject: fields.subject,
     subjectPublicKeyInfo: fields.spki,
     extensions: new Extensions([
-      extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: true })),
+      extension(
+        id_ce_basicConstraints,
+        true,
+        new BasicConstraints({ cA: true, pathLenConstraint: fields.pathLength }),
+      ),
       extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)),
       extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(fields.subjectKeyId)),
       extension(id_ce_authorityKeyIdentifier, false, authorityKeyIdentifier(fields.issuerKeyId)),

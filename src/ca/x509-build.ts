@@ -8,8 +8,10 @@ import {
   AttributeTypeAndValue,
   AttributeValue,
   AuthorityKeyIdentifier,
+  BasicConstraints,
   Certificate,
   Extension,
+  id_ce_basicConstraints,
   id_ce_subjectKeyIdentifier,
   KeyIdentifier,
   Name,
@@ -99,6 +101,16 @@ export function caKeyIdentifierOf(tbs: TBSCertificate): ArrayBuffer {
   const ski = tbs.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
   if (!ski) return keyIdentifierOf(tbs.subjectPublicKeyInfo);
   return AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer;
+}
+
+/**
+ * A CA certificate's basicConstraints pathLenConstraint: a number, null when the CA
+ * allows any depth, undefined when it has no basicConstraints (not a CA).
+ */
+export function pathLengthOf(tbs: TBSCertificate): number | null | undefined {
+  const constraints = tbs.extensions?.find((e) => e.extnID === id_ce_basicConstraints);
+  if (!constraints) return undefined;
+  return AsnConvert.parse(constraints.extnValue, BasicConstraints).pathLenConstraint ?? null;
 }
 
 export function spkiOf(key: KeyObject): SubjectPublicKeyInfo {

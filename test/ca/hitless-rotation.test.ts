@@ -2,6 +2,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import type { NodeIdentity } from "../../src/ca/node-identity.js";
 import { RootCA } from "../../src/ca/root-ca.js";
+import { CheckedNewRoot } from "../../src/ca/root-import.js";
 import { type AuthorizationPolicy, NodeAuthorizer } from "../../src/ca/tls/authorization.js";
 import { TlsCredentialHolder } from "../../src/ca/tls/credential-holder.js";
 import { silentLogger } from "../../src/log/logger.js";
@@ -58,8 +59,9 @@ class StreamWatch {
 
 describe("ca/tls: hitless rotation of certificates and trust bundles (DESIGN.md Hitless rotation)", () => {
   const rootA = RootCA.create({ clusterId: CLUSTER });
-  const rootB = RootCA.create({ clusterId: CLUSTER });
-  const rotatingB = rootB.withIntermediates(rootA.crossSignRoot(rootB.certificatePem));
+  const checkedB = CheckedNewRoot.generate({ clusterId: CLUSTER });
+  const rootB = checkedB.root;
+  const rotatingB = rootB.withIntermediates(rootA.crossSignRoot(checkedB));
   const logger = silentLogger();
   const serverHolder = new TlsCredentialHolder({
     identity: issueNode(rootA, "manager", "m-1"),

@@ -10,6 +10,7 @@ import { TlsHookUnavailableError } from "../../src/ca/errors.js";
 import { privateKeyFromPem } from "../../src/ca/keys.js";
 import { buildRevocationList } from "../../src/ca/revocation-list.js";
 import { RootCA } from "../../src/ca/root-ca.js";
+import { CheckedNewRoot } from "../../src/ca/root-import.js";
 import { TlsCredentialHolder } from "../../src/ca/tls/credential-holder.js";
 import { refuseUnverifiedClientCertificates } from "../../src/ca/tls/handshake-refusal.js";
 import { silentLogger } from "../../src/log/logger.js";
@@ -215,8 +216,9 @@ describe("ca/tls: revocation lists refuse a removed node's certificate in the ha
   it("rotation: a chain through a cross-signed root needs the new root's list too, and gets it", async () => {
     // This manager trusts only the old root; a node renewed by the new root sends its leaf
     // with the cross-signed twin. CRL_CHECK_ALL wants a list from each issuer on that path.
-    const next = RootCA.create({ clusterId: CLUSTER });
-    const rotating = next.withIntermediates(root.crossSignRoot(next.certificatePem));
+    const checkedNext = CheckedNewRoot.generate({ clusterId: CLUSTER });
+    const next = checkedNext.root;
+    const rotating = next.withIntermediates(root.crossSignRoot(checkedNext));
     const renewed = issueNode(rotating, "worker", "r-1");
     const removed = issueNode(rotating, "worker", "r-2");
     expect((await handshake(renewed, "r1")).accepted, "no lists: the chain verifies").to.equal(true);

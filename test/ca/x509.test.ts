@@ -13,6 +13,7 @@ import {
 import { parseNodeCertificate } from "../../src/ca/node-identity.js";
 import type { NodeRole } from "../../src/ca/profile.js";
 import { RootCA } from "../../src/ca/root-ca.js";
+import { CheckedNewRoot, checkNewRoot } from "../../src/ca/root-import.js";
 import { forgeLeaf } from "./forge.js";
 import { opensslVerify, run, TempDir } from "./helpers.js";
 
@@ -21,8 +22,9 @@ const HOUR = 60 * 60 * 1000;
 describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => {
   let dir: TempDir;
   const rootA = RootCA.create({ clusterId: "cluster-1" });
-  const rootB = RootCA.create({ clusterId: "cluster-1" });
-  const crossSignedB = rootA.crossSignRoot(rootB.certificatePem);
+  const checkedB = CheckedNewRoot.generate({ clusterId: "cluster-1" });
+  const rootB = checkedB.root;
+  const crossSignedB = rootA.crossSignRoot(checkedB);
   const rotatingB = rootB.withIntermediates(crossSignedB);
   const nodeKey = createNodeCsr();
   const csr = checkNodeCsr(nodeKey.csrPem);
@@ -217,7 +219,7 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
         "[root]",
         "subjectKeyIdentifier = 0102030405060708",
         "authorityKeyIdentifier = keyid:always",
-        "basicConstraints = critical, CA:true",
+        "basicConstraints = critical, CA:true, pathlen:1",
         "keyUsage = critical, keyCertSign, cRLSign",
         "",
       ].join("\n"),
@@ -241,11 +243,12 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
       certFile,
     ]);
     expect(made.code, made.stderr).to.equal(0);
-    const imported = RootCA.fromPem({
+    const checked = checkNewRoot({
       clusterId: "cluster-1",
       certificatePem: await readFile(certFile, "utf8"),
       privateKeyPem: rootB.privateKeyPem(),
     });
+    const imported = checked.root;
     expect(imported.keyId).to.equal("0102030405060708");
     const issued = imported.issueNodeCertificate({ csr, role: "worker", nodeId: "w7" });
     const direct = await opensslVerify(dir, {
@@ -256,7 +259,7 @@ describe("ca: root, issuance and cross-signing (DESIGN.md Certificates)", () => 
     // Rotating to the imported root: its leaves reach the old root through the cross-signed twin.
     const viaOld = await opensslVerify(dir, {
       trusted: rootA.certificatePem,
-      untrusted: rootA.crossSignRoot(imported.certificatePem),
+      untrusted: rootA.crossSignRoot(checked),
       leaf: issued.certificatePem,
     });
     expect(viaOld.code, viaOld.stdout + viaOld.stderr).to.equal(0);

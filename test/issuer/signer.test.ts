@@ -3,7 +3,13 @@
 // intermediate so peers that trust only the old root still verify the chain.
 import { X509Certificate } from "node:crypto";
 import { expect } from "chai";
-import { checkNodeCsr, createNodeCsr, parseNodeCertificate, RootCA } from "../../src/ca/index.js";
+import {
+  CheckedNewRoot,
+  checkNodeCsr,
+  createNodeCsr,
+  parseNodeCertificate,
+  RootCA,
+} from "../../src/ca/index.js";
 import type { Cluster } from "../../src/gen/fsm/v1/state.js";
 import { RotationPhase } from "../../src/gen/fsm/v1/state.js";
 import { ClusterSigner } from "../../src/issuer/signer.js";
@@ -16,14 +22,14 @@ const rootOf = (ca: RootCA) => ({
   keyId: ca.keyId,
 });
 
-function cluster(old: RootCA, next?: RootCA): Cluster {
+function cluster(old: RootCA, next?: CheckedNewRoot): Cluster {
   return {
     id: old.clusterId,
     root: rootOf(old),
     rotation: next
       ? {
-          newRoot: rootOf(next),
-          crossSignedPem: enc.encode(old.crossSignRoot(next.certificatePem)),
+          newRoot: rootOf(next.root),
+          crossSignedPem: enc.encode(old.crossSignRoot(next)),
           phase: RotationPhase.ROTATION_PHASE_RENEW,
           startedAtMs: 1,
           spreadWindowMs: 0,
@@ -41,7 +47,8 @@ function cluster(old: RootCA, next?: RootCA): Cluster {
 describe("issuer: ClusterSigner", () => {
   it("signs with the root, or during a rotation with the new root and serves the cross-signed intermediate", async () => {
     const old = RootCA.create({ clusterId: "c-signer" });
-    const next = RootCA.create({ clusterId: "c-signer" });
+    const checkedNext = CheckedNewRoot.generate({ clusterId: "c-signer" });
+    const next = checkedNext.root;
     const signer = new ClusterSigner();
     const now = new Date();
     const request = () => ({
@@ -55,7 +62,7 @@ describe("issuer: ClusterSigner", () => {
     expect(before.issuerKeyId).to.equal(old.keyId);
     expect(before.notAfter.getTime() - now.getTime()).to.be.within(3_598_000, 3_600_000);
 
-    const rotating = cluster(old, next);
+    const rotating = cluster(old, checkedNext);
     const during = signer.issue(rotating, request());
     expect(during.issuerKeyId).to.equal(next.keyId);
     const recorded = {
