@@ -3,7 +3,7 @@
 // root, both from the replicated state it holds, then proposes StartRootRotation; the
 // leader's reconciler (src/issuer) drives the phases. Progress and the pending nodes
 // come from the replicated state, read linearizably.
-import { CaError, RootCA } from "../ca/index.js";
+import { CaError, CheckedNewRoot, checkNewRoot, RootCA } from "../ca/index.js";
 import { type ClusterState, proposeCommand, renewedFor, trustsOnly } from "../fsm/index.js";
 import type { RotateRootRequest, RotateRootResponse, RotationView } from "../gen/control/v1/messages.js";
 import { type Cluster, type Node, NodeStatus, RotationPhase } from "../gen/fsm/v1/state.js";
@@ -65,13 +65,16 @@ export class RootRotationControl {
     if (imported && (request.caCertPem.length === 0 || request.caKeyPem.length === 0))
       throw new ControlError("INVALID_ARGUMENT", "--ca-cert and --ca-key go together: give both, or neither");
     try {
-      const newRoot = imported
-        ? RootCA.fromPem({
-            clusterId: cluster.id,
+      // Checked either way: a CA certificate, its key held, self-signed, of this cluster, sanely valid.
+      const checked = imported
+        ? checkNewRoot({
             certificatePem: decoder.decode(request.caCertPem),
             privateKeyPem: decoder.decode(request.caKeyPem),
+            clusterId: cluster.id,
+            nodeCertLifetimeMs: (request.certExpiryS || cluster.nodeCertLifetimeS) * 1000,
           })
-        : RootCA.create({ clusterId: cluster.id });
+        : CheckedNewRoot.generate({ clusterId: cluster.id });
+      const newRoot = checked.root;
       if (newRoot.keyId === current.keyId)
         throw new ControlError("INVALID_ARGUMENT", "the imported root is the current root; give a new one");
       const signer = RootCA.fromPem({
@@ -79,7 +82,7 @@ export class RootRotationControl {
         certificatePem: decoder.decode(current.certPem),
         privateKeyPem: decoder.decode(current.keyPem),
       });
-      return { newRoot, crossSignedPem: signer.crossSignRoot(newRoot.certificatePem) };
+      return { newRoot, crossSignedPem: signer.crossSignRoot(checked) };
     } catch (error) {
       if (error instanceof CaError) throw new ControlError("INVALID_ARGUMENT", error.message, error.code);
       throw error;

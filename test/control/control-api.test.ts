@@ -173,7 +173,7 @@ describe("control API over control.sock", function () {
       rootDigest: rootCertificateDigest(root.certificateDer),
       rootNotAfterMs: new Date(new X509Certificate(root.certificatePem).validTo).getTime(),
       nodeCertLifetimeS: 3600,
-      rotationInProgress: false,
+      rotation: undefined,
     });
   });
 

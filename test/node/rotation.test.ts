@@ -3,11 +3,12 @@
 // rotation held by a stopped worker, the leader killed in the middle, and `rm --force`
 // of the stopped worker letting it finish under the new leader.
 import { execFileSync } from "node:child_process";
-import { cpSync, readFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "chai";
 import { rootKeyIdsOf } from "../../src/ca/index.js";
 import type { CaStatusJson } from "../../src/cli/format.js";
+import { buildCertificate, DAY_MS } from "../ca/root-fixture.js";
 import { sClient } from "../ca/s-client.js";
 import { ProcessCluster } from "./cluster-fixture.js";
 import { nodectl, waitUntil } from "./nodectl.js";
@@ -182,5 +183,56 @@ describe("root rotation: 3 managers and 10 workers", function () {
       );
       expect(verifyOwnChain(dir)).to.match(/: OK$/);
     }
+  });
+
+  it("imports an external root with --ca-cert/--ca-key; refuses a non-CA, a mismatched key, an expired root, changing nothing", async () => {
+    const clusterId = JSON.parse(readFileSync(join(c.node("m1").stateDir, "node.json"), "utf8"))
+      .clusterId as string;
+    const subject = { organization: clusterId, commonName: "imported-root" };
+    const good = buildCertificate({ subject });
+    const files = (name: string, cert: string, key: string) => {
+      const certFile = join(c.base, `${name}.crt`);
+      const keyFile = join(c.base, `${name}.key`);
+      writeFileSync(certFile, cert);
+      writeFileSync(keyFile, key, { mode: 0o600 });
+      return ["--ca-cert", certFile, "--ca-key", keyFile];
+    };
+    const leaf = buildCertificate({ subject, basicConstraints: { cA: false } });
+    const expired = buildCertificate({
+      subject,
+      notBefore: new Date(Date.now() - 400 * DAY_MS),
+      notAfter: new Date(Date.now() - DAY_MS),
+    });
+    const cases: [string[], string][] = [
+      [files("leaf", leaf.certificatePem, leaf.privateKeyPem), "ROOT_NOT_CA"],
+      [
+        files("mismatch", good.certificatePem, buildCertificate({ subject }).privateKeyPem),
+        "ROOT_KEY_MISMATCH",
+      ],
+      [files("expired", expired.certificatePem, expired.privateKeyPem), "ROOT_EXPIRED"],
+    ];
+    const before = await caStatus("m1");
+    for (const [args, code] of cases) {
+      const r = await nodectl(["ca", "rotate", "--detach", ...args, "--state-dir", c.node("m2").stateDir]);
+      expect(r.status, r.stdout).to.equal(1);
+      expect(r.stderr).to.contain(code);
+    }
+    expect(await caStatus("m3")).to.deep.equal(before);
+
+    const imported = await nodectl(
+      [
+        "ca",
+        "rotate",
+        ...files("good", good.certificatePem, good.privateKeyPem),
+        "--state-dir",
+        c.node("m1").stateDir,
+      ],
+      {},
+      60_000,
+    );
+    expect(imported.status, imported.stderr).to.equal(0);
+    const after = await caStatus("m2");
+    expect(after.rotation).to.equal(null);
+    expect(after.rootKeyId).to.equal(rootKeyIdsOf(good.certificatePem)[0]);
   });
 });
