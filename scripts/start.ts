@@ -8,9 +8,11 @@
 // No process outlives the demo: Ctrl-C, SIGTERM, SIGHUP, a closed output pipe and the
 // death of our parent all stop the daemons (scripts/lib/exit-guard.ts); a SIGKILL of the
 // demo itself is covered by the reaper of scripts/lib/local-nodes.ts.
+
 import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { DemoOutput } from "./lib/demo-output.js";
+import { type Rotation, rotateRoot } from "./lib/demo-rotation.js";
 import {
   checkReconnects,
   type DemoContext,
@@ -86,6 +88,7 @@ interface Figures {
   formed: Formed;
   removal: Removal;
   promotion: Promotion;
+  rotation: Rotation;
   failover: Failover;
 }
 
@@ -102,10 +105,12 @@ async function scenario(): Promise<Figures> {
   out.line();
   const promotion = await promoteWorker(d);
   out.line();
+  const rotation = await rotateRoot(d);
+  out.line();
   const failover = await killLeader(d);
   checkReconnects(d, failover);
   await showList(d, d.nodes.node(failover.newLeader));
-  return { formed, removal, promotion, failover };
+  return { formed, removal, promotion, rotation, failover };
 }
 
 /** "0.4–1.2 s" over the known values, "-" if none. */
@@ -117,7 +122,7 @@ function range(values: (number | undefined)[]): string {
 }
 
 function summary(f: Figures, stop: StopReport[], stopMs: number): void {
-  const { formed, removal, promotion, failover } = f;
+  const { formed, removal, promotion, rotation, failover } = f;
   const orphans = failover.moves.filter((m) => m.orphaned);
   const others = failover.moves.filter((m) => !m.orphaned);
   const reconnected = (list: typeof orphans) => list.filter((m) => m.connectsAfter > m.connectsBefore).length;
@@ -131,6 +136,9 @@ function summary(f: Figures, stop: StopReport[], stopMs: number): void {
   );
   out.line(
     `  promotion: ${promotion.name} manager in ${secs(promotion.managerMs)}, Raft voter ${promotion.raftId} in ${secs(promotion.voterMs)}`,
+  );
+  out.line(
+    `  rotation:  ${rotation.nodes} nodes on a new root in ${secs(rotation.ms)}; ${rotation.reconnects} sessions reopened, ${rotation.leaderChanges} leader changes`,
   );
   out.line(
     `  failover:  kill -9 of leader ${failover.killed}; new leader ${failover.newLeader} in ${failover.failoverMs} ms; ` +
