@@ -110,7 +110,9 @@ describe("npm start: the product demo", function () {
     expect(out).to.match(/exit 1: nodectl: NODE_REMOVED:/);
     expect(out).to.match(/w10: manager certificate after [\d.]+ s, .*voter \(Raft member \d+\)/);
     expect(out).to.match(/Rotation done in [\d.]+ s: every node trusts root \w+ alone/);
-    expect(out).to.match(/rotation: +12 nodes on a new root in [\d.]+ s; 0 sessions reopened, 0 leader changes/);
+    expect(out).to.match(
+      /rotation: +12 nodes on a new root in [\d.]+ s; 0 sessions reopened, 0 leader changes/,
+    );
     expect(out).to.match(/new leader: \S+ \(\w+\), \d+ ms after the kill/);
     expect(out).to.match(
       /sessions: +(\d+)\/\1 workers of m\d+ reconnected; 0\/\d+ workers of the surviving managers did/,
