@@ -1,0 +1,172 @@
+// Figures 1 and 2 of issue 10 from one run (both need the same 100 workers): the time
+// for N workers to join a 3-manager cluster and be `ready` in `nodectl ls`, and the RSS
+// of the manager holding their sessions, before (its own and the other managers'
+// sessions only) and after. Workers join through one follower (they hold their first
+// session on the manager that admitted them, so that one holds all N); `ls --json` is
+// polled through the other follower. Mode `processes`: N `nodectl join` processes, as
+// users start them; mode `in-process`: N workers in one child process (cluster-workers.ts),
+// the same code path minus N node runtimes.
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Daemon,
+  FatalError,
+  joinToken,
+  lsJson,
+  type ManagerCluster,
+  type ManagerProc,
+  nodectl,
+  nodectlDaemon,
+  rssMiB,
+  rssSampledMiB,
+  scrape,
+  waitUntil,
+} from "./cluster-driver.js";
+
+const WORKERS_CHILD = new URL("./cluster-workers.ts", import.meta.url).pathname;
+
+export type JoinMode = "processes" | "in-process";
+
+export interface JoinRun {
+  join_to_ready_ms: number;
+  /** Readiness is seen by polling `ls`; this is the polling step's own latency bound. */
+  poll_ms: number;
+  manager_rss_0_mib: number;
+  manager_rss_n_mib: number;
+  sessions_open_0: number;
+  sessions_open_n: number;
+  workers_on_manager: number;
+  worker_rss_total_mib: number;
+  join_retries?: number;
+}
+
+interface Workers {
+  pids(): number[];
+  /** Epoch ms of the first join call. */
+  started(): Promise<number>;
+  failure(): string | undefined;
+  stop(): Promise<void>;
+  /** In-process mode: joins retried after OVERLOADED/UNAVAILABLE. */
+  retries?(): number | undefined;
+}
+
+function processWorkers(dir: string, count: number, token: string, via: ManagerProc): Workers {
+  const at = Date.now();
+  const daemons: Daemon[] = [];
+  for (let i = 1; i <= count; i++)
+    daemons.push(
+      nodectlDaemon(
+        ["join", "--state-dir", join(dir, `w${i}`), "--token", token, via.listen],
+        join(dir, `w${i}.log`),
+      ),
+    );
+  return {
+    pids: () => daemons.filter((d) => d.running).map((d) => d.pid),
+    started: async () => at,
+    failure: () => {
+      const i = daemons.findIndex((d) => !d.running);
+      return i < 0
+        ? undefined
+        : `worker w${i + 1} exited: ${readFileSync(join(dir, `w${i + 1}.log`), "utf8").slice(-800)}`;
+    },
+    stop: async () => {
+      await Promise.all(daemons.map((d) => d.stop()));
+    },
+  };
+}
+
+function inProcessWorkers(dir: string, count: number, token: string, via: ManagerProc): Workers {
+  const log = join(dir, "workers.log");
+  const child = new Daemon(
+    [
+      "--import",
+      "tsx",
+      WORKERS_CHILD,
+      "--manager",
+      via.listen,
+      "--token",
+      token,
+      "--dir",
+      dir,
+      "--count",
+      String(count),
+    ],
+    log,
+  );
+  const events = () =>
+    readFileSync(log, "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { event: string; at?: number; retries?: number });
+  return {
+    pids: () => (child.running ? [child.pid] : []),
+    started: () =>
+      waitUntil("the workers' process to start joining", 30_000, async () => {
+        if (!child.running) throw new Error(readFileSync(log, "utf8").slice(-800));
+        return events().find((e) => e.event === "started")?.at;
+      }),
+    failure: () =>
+      child.running ? undefined : `the workers' process exited: ${readFileSync(log, "utf8").slice(-800)}`,
+    stop: () => child.stop(),
+    retries: () => events().find((e) => e.event === "joined")?.retries,
+  };
+}
+
+export async function joinRun(
+  cluster: ManagerCluster,
+  dir: string,
+  count: number,
+  mode: JoinMode,
+  deadlineMs: number,
+): Promise<JoinRun> {
+  const leader = await waitUntil("a leader", 20_000, () => cluster.leader());
+  const [via, poll] = cluster.managers.filter((m) => m !== leader);
+  if (!via || !poll) throw new Error("the join figure needs 3 managers");
+  const token = await joinToken(via.stateDir, "worker");
+  await new Promise((r) => setTimeout(r, 3_000)); // the managers' own sessions settle
+  const sessions0 = (await scrape(via.metricsPort, "nodectl_sessions_open")) ?? Number.NaN;
+  const rss0 = await rssSampledMiB(via.daemon.pid);
+  mkdirSync(dir, { recursive: true });
+  const workers =
+    mode === "processes" ? processWorkers(dir, count, token, via) : inProcessWorkers(dir, count, token, via);
+  try {
+    const started = await workers.started();
+    let pollMs = 0;
+    await waitUntil(
+      `${count} workers ready in ls`,
+      deadlineMs,
+      async () => {
+        const failure = workers.failure();
+        if (failure) throw new FatalError(failure);
+        const r = await nodectl(["ls", "--json", "--state-dir", poll.stateDir]);
+        pollMs = Math.max(pollMs, r.ms);
+        if (r.status !== 0) return undefined;
+        const nodes = JSON.parse(r.stdout) as { role: string; status: string }[];
+        return nodes.filter((n) => n.role === "worker" && n.status === "ready").length >= count
+          ? true
+          : undefined;
+      },
+      250,
+    );
+    const readyMs = Date.now() - started;
+    // Two heartbeat periods (default 5 s) with every session open, then the steady figure.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const rssN = await rssSampledMiB(via.daemon.pid);
+    const nodes = await lsJson(poll.stateDir);
+    const retries = workers.retries?.();
+    return {
+      join_to_ready_ms: readyMs,
+      poll_ms: Math.round(pollMs),
+      manager_rss_0_mib: rss0,
+      manager_rss_n_mib: rssN,
+      sessions_open_0: sessions0,
+      sessions_open_n: (await scrape(via.metricsPort, "nodectl_sessions_open")) ?? Number.NaN,
+      workers_on_manager: nodes.filter((n) => n.role === "worker" && n.session?.managerId === via.nodeId)
+        .length,
+      worker_rss_total_mib: workers.pids().reduce((sum, pid) => sum + rssMiB(pid), 0),
+      ...(retries === undefined ? {} : { join_retries: retries }),
+    };
+  } finally {
+    await workers.stop();
+  }
+}
