@@ -6,7 +6,7 @@
 // polled through the other follower. Mode `processes`: N `nodectl join` processes, as
 // users start them; mode `in-process`: N workers in one child process (cluster-workers.ts),
 // the same code path minus N node runtimes.
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   Daemon,
@@ -46,32 +46,74 @@ interface Workers {
   started(): Promise<number>;
   failure(): string | undefined;
   stop(): Promise<void>;
-  /** In-process mode: joins retried after OVERLOADED/UNAVAILABLE. */
+  /** Joins retried after OVERLOADED/UNAVAILABLE. */
   retries?(): number | undefined;
 }
 
-function processWorkers(dir: string, count: number, token: string, via: ManagerProc): Workers {
+/**
+ * `nodectl join` processes, at most `parallel` joining at once (as a script with
+ * `xargs -P` would: 100 node processes starting together on 2 cores starve each other
+ * past the join's 30 s bound). A slot frees when the node's node.json exists (its
+ * certificate is recorded and its state dir written); the daemon keeps running. A join
+ * that exits with UNAVAILABLE or OVERLOADED is retried (counted) in a new state dir, at
+ * most 3 times; anything else fails the run.
+ */
+function processWorkers(
+  dir: string,
+  count: number,
+  token: string,
+  via: ManagerProc,
+  parallel: number,
+): Workers {
   const at = Date.now();
-  const daemons: Daemon[] = [];
-  for (let i = 1; i <= count; i++)
-    daemons.push(
-      nodectlDaemon(
-        ["join", "--state-dir", join(dir, `w${i}`), "--token", token, via.listen],
-        join(dir, `w${i}.log`),
-      ),
-    );
+  const all: Daemon[] = [];
+  const joined: Daemon[] = [];
+  let retries = 0;
+  let fatal: string | undefined;
+  let stopped = false;
+  const launch = async (i: number): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      const name = `w${i}-${attempt}`;
+      const log = join(dir, `${name}.log`);
+      const daemon = nodectlDaemon(
+        ["join", "--state-dir", join(dir, name), "--token", token, via.listen],
+        log,
+      );
+      all.push(daemon);
+      const outcome = await waitUntil(`${name} to join`, 120_000, async () => {
+        if (existsSync(join(dir, name, "node.json"))) return "joined";
+        return daemon.running ? undefined : "exited";
+      });
+      if (outcome === "joined") {
+        joined.push(daemon);
+        return;
+      }
+      const output = readFileSync(log, "utf8");
+      if (stopped || attempt >= 3 || !/UNAVAILABLE|OVERLOADED/.test(output))
+        throw new FatalError(`${name} failed to join: ${output.slice(-800)}`);
+      retries++;
+    }
+  };
+  let next = 1;
+  const slot = async (): Promise<void> => {
+    while (next <= count && !stopped) await launch(next++);
+  };
+  const pump = Promise.all(Array.from({ length: Math.min(parallel, count) }, slot)).catch((err: unknown) => {
+    fatal = err instanceof Error ? err.message : String(err);
+  });
   return {
-    pids: () => daemons.filter((d) => d.running).map((d) => d.pid),
+    pids: () => all.filter((d) => d.running).map((d) => d.pid),
     started: async () => at,
     failure: () => {
-      const i = daemons.findIndex((d) => !d.running);
-      return i < 0
-        ? undefined
-        : `worker w${i + 1} exited: ${readFileSync(join(dir, `w${i + 1}.log`), "utf8").slice(-800)}`;
+      if (fatal) return fatal;
+      return joined.some((d) => !d.running) ? "a joined worker exited; see its log" : undefined;
     },
     stop: async () => {
-      await Promise.all(daemons.map((d) => d.stop()));
+      stopped = true;
+      await Promise.all(all.map((d) => d.stop()));
+      await pump;
     },
+    retries: () => retries,
   };
 }
 
@@ -117,18 +159,22 @@ export async function joinRun(
   dir: string,
   count: number,
   mode: JoinMode,
+  parallel: number,
   deadlineMs: number,
 ): Promise<JoinRun> {
   const leader = await waitUntil("a leader", 20_000, () => cluster.leader());
   const [via, poll] = cluster.managers.filter((m) => m !== leader);
   if (!via || !poll) throw new Error("the join figure needs 3 managers");
   const token = await joinToken(via.stateDir, "worker");
-  await new Promise((r) => setTimeout(r, 3_000)); // the managers' own sessions settle
+  // The managers' own sessions settle and start-up garbage is collected before the baseline.
+  await new Promise((r) => setTimeout(r, 10_000));
   const sessions0 = (await scrape(via.metricsPort, "nodectl_sessions_open")) ?? Number.NaN;
   const rss0 = await rssSampledMiB(via.daemon.pid);
   mkdirSync(dir, { recursive: true });
   const workers =
-    mode === "processes" ? processWorkers(dir, count, token, via) : inProcessWorkers(dir, count, token, via);
+    mode === "processes"
+      ? processWorkers(dir, count, token, via, parallel)
+      : inProcessWorkers(dir, count, token, via);
   try {
     const started = await workers.started();
     let pollMs = 0;

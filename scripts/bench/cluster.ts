@@ -25,6 +25,7 @@ const opts = new Command()
   .option("--runs <n>", "runs per figure, each on a fresh cluster", "3")
   .option("--workers <n>", "join: workers", "100")
   .option("--mode <mode>", "join: processes | in-process", "processes")
+  .option("--parallel <n>", "join, processes mode: `nodectl join` processes joining at once", "10")
   .option("--trials <n>", "failover: kill -9 trials per run", "10")
   .option("--concurrency <n>", "issue: renewals in flight", "16")
   .option("--seconds <s>", "issue: measured seconds", "10")
@@ -37,6 +38,7 @@ const opts = new Command()
     runs: string;
     workers: string;
     mode: string;
+    parallel: string;
     trials: string;
     concurrency: string;
     seconds: string;
@@ -140,6 +142,7 @@ async function figure(name: Figure): Promise<Record<string, unknown>> {
           join(dir, "workers"),
           Number(opts.workers),
           opts.mode as JoinMode,
+          Number(opts.parallel),
           600_000,
         );
         rows.push(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, round(v)])));
@@ -187,7 +190,13 @@ async function figure(name: Figure): Promise<Record<string, unknown>> {
     });
   }
   const params: Record<Figure, Record<string, unknown>> = {
-    join: { workers: Number(opts.workers), mode: opts.mode, via: "follower", heartbeat_ms: 5000 },
+    join: {
+      workers: Number(opts.workers),
+      mode: opts.mode,
+      ...(opts.mode === "processes" ? { parallel: Number(opts.parallel) } : {}),
+      via: "follower",
+      heartbeat_ms: 5000,
+    },
     failover: {
       trials_per_run: Number(opts.trials),
       issuance: "join with the worker token through a survivor",
