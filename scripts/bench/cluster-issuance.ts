@@ -107,11 +107,21 @@ interface Holder {
   manager: ManagerProc;
 }
 
-async function holders(cluster: ManagerCluster, count: number): Promise<Holder[]> {
+/** Which managers the callers ask: all three (i mod 3), only the leader, or only the followers. */
+export type IssueTarget = "all" | "leader" | "followers";
+
+async function targets(cluster: ManagerCluster, target: IssueTarget): Promise<ManagerProc[]> {
+  if (target === "all") return cluster.managers;
+  const leader = await waitUntil("a leader", 20_000, () => cluster.leader());
+  return target === "leader" ? [leader] : cluster.managers.filter((m) => m !== leader);
+}
+
+async function holders(cluster: ManagerCluster, count: number, target: IssueTarget): Promise<Holder[]> {
   const token = await joinToken(cluster.managers[0]!.stateDir, "worker");
+  const asked = await targets(cluster, target);
   return Promise.all(
     Array.from({ length: count }, async (_, i) => {
-      const manager = cluster.managers[i % cluster.managers.length]!;
+      const manager = asked[i % asked.length]!;
       const { privateKeyPem, csrDer } = createNodeCsr();
       const joined = await joinCluster({ managerAddress: manager.listen, token, csrDer, timeoutMs: 30_000 });
       const holder = new TlsCredentialHolder({
@@ -171,11 +181,12 @@ function issuer(kind: IssueKind, token: string, managerIds: Map<string | null, s
 export async function issueRun(
   cluster: ManagerCluster,
   kind: IssueKind,
+  target: IssueTarget,
   concurrency: number,
   warmupS: number,
   seconds: number,
 ): Promise<IssueRun> {
-  const all = await holders(cluster, concurrency);
+  const all = await holders(cluster, concurrency, target);
   const token = await joinToken(cluster.managers[0]!.stateDir, "worker");
   const managerIds = new Map((await lsJson(cluster.managers[0]!.stateDir)).map((n) => [n.address, n.id]));
   const issueOnce = issuer(kind, token, managerIds);

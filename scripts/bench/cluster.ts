@@ -17,7 +17,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { killAll, ManagerCluster, nodectl, round, spread, waitUntil } from "./cluster-driver.js";
-import { failoverTrial, type IssueKind, issueRun } from "./cluster-issuance.js";
+import { failoverTrial, type IssueKind, type IssueTarget, issueRun } from "./cluster-issuance.js";
 import { type JoinMode, joinRun } from "./cluster-join.js";
 
 const opts = new Command()
@@ -30,6 +30,7 @@ const opts = new Command()
   .option("--concurrency <n>", "issue: renewals in flight", "16")
   .option("--seconds <s>", "issue: measured seconds", "10")
   .option("--kind <kind>", "issue: renew (mTLS renewals by holders of real certificates) | join", "renew")
+  .option("--target <t>", "issue: all (caller i to manager i mod 3) | leader | followers", "all")
   .option("--calls <n>", "ls: calls per manager", "20")
   .option("--max-minutes <m>", "bound of the whole benchmark", "30")
   .parse()
@@ -43,6 +44,7 @@ const opts = new Command()
     concurrency: string;
     seconds: string;
     kind: string;
+    target: string;
     calls: string;
     maxMinutes: string;
   }>();
@@ -53,7 +55,8 @@ const figures: Figure[] = opts.figure === "all" ? [...FIGURES] : FIGURES.filter(
 if (
   figures.length === 0 ||
   (opts.mode !== "processes" && opts.mode !== "in-process") ||
-  (opts.kind !== "renew" && opts.kind !== "join")
+  (opts.kind !== "renew" && opts.kind !== "join") ||
+  !["all", "leader", "followers"].includes(opts.target)
 ) {
   process.stderr.write(
     `bench:cluster: unknown --figure ${opts.figure}, --mode ${opts.mode} or --kind ${opts.kind}\n`,
@@ -162,6 +165,7 @@ async function figure(name: Figure): Promise<Record<string, unknown>> {
         const r = await issueRun(
           cluster,
           opts.kind as IssueKind,
+          opts.target as IssueTarget,
           Number(opts.concurrency),
           2,
           Number(opts.seconds),
@@ -204,10 +208,8 @@ async function figure(name: Figure): Promise<Record<string, unknown>> {
     issue: {
       concurrency: Number(opts.concurrency),
       seconds: Number(opts.seconds),
-      kind:
-        opts.kind === "renew"
-          ? "renewal over mTLS, holder i to manager i mod 3"
-          : "join with the worker token, caller i to manager i mod 3",
+      kind: opts.kind === "renew" ? "renewal over mTLS" : "join with the worker token",
+      target: opts.target,
     },
     ls: { calls: Number(opts.calls), command: "node bin/nodectl.js ls --state-dir DIR" },
   };
