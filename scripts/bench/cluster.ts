@@ -12,9 +12,11 @@
 // - ls:       `node bin/nodectl.js ls` latency, --calls calls each from a follower and the leader.
 // Bounded: every wait has a deadline and --max-minutes bounds the whole run; processes
 // and temp dirs are removed on exit, failure, SIGINT and SIGTERM.
+import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { Command } from "commander";
 import { killAll, ManagerCluster, nodectl, round, spread, waitUntil } from "./cluster-driver.js";
 import { failoverTrial, type IssueKind, type IssueTarget, issueRun } from "./cluster-issuance.js";
@@ -134,6 +136,17 @@ async function lsCalls(stateDir: string, calls: number): Promise<number[]> {
   return times;
 }
 
+/** What starting node alone costs here (`node -e ""`): the floor under any CLI call. */
+async function bareNodeCalls(calls: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const started = process.hrtime.bigint();
+    await promisify(execFile)(process.execPath, ["-e", ""], { timeout: 15_000 });
+    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  return times;
+}
+
 async function figure(name: Figure): Promise<Record<string, unknown>> {
   const rows: Row[] = [];
   const details: unknown[] = [];
@@ -184,11 +197,13 @@ async function figure(name: Figure): Promise<Record<string, unknown>> {
         await lsCalls(leader.stateDir, 1); // the page cache warm, as for a script's second call
         const fromFollower = await lsCalls(follower.stateDir, Number(opts.calls));
         const fromLeader = await lsCalls(leader.stateDir, Number(opts.calls));
+        const bare = await bareNodeCalls(Number(opts.calls));
         rows.push({
           follower_median_ms: spread(fromFollower).median,
           follower_max_ms: round(Math.max(...fromFollower)),
           leader_median_ms: spread(fromLeader).median,
           leader_max_ms: round(Math.max(...fromLeader)),
+          bare_node_median_ms: spread(bare).median,
         });
       }
     });
