@@ -81,8 +81,13 @@ export class Daemon {
 }
 
 /** `node bin/nodectl.js ARGS...` (init, join, run) in the background. */
-export function nodectlDaemon(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Daemon {
-  return new Daemon([BIN, ...args], logFile, env);
+export function nodectlDaemon(
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = {},
+  nodeFlags: string[] = [],
+): Daemon {
+  return new Daemon([...nodeFlags, BIN, ...args], logFile, env);
 }
 
 export interface CliResult {
@@ -213,10 +218,17 @@ export class ManagerCluster {
   private constructor(
     readonly baseDir: string,
     private readonly env: NodeJS.ProcessEnv,
+    private readonly nodeFlags: string[],
   ) {}
 
-  static async start(baseDir: string, size = 3, env: NodeJS.ProcessEnv = {}): Promise<ManagerCluster> {
-    const cluster = new ManagerCluster(baseDir, env);
+  /** `nodeFlags` go to each manager's node (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  static async start(
+    baseDir: string,
+    size = 3,
+    env: NodeJS.ProcessEnv = {},
+    nodeFlags: string[] = [],
+  ): Promise<ManagerCluster> {
+    const cluster = new ManagerCluster(baseDir, env, nodeFlags);
     mkdirSync(join(baseDir, "logs"), { recursive: true });
     const first = await cluster.spawnManager("m1", env, (listen, metrics, dir) => [
       "init",
@@ -261,11 +273,17 @@ export class ManagerCluster {
     const listen = `127.0.0.1:${await freePort()}`;
     const metricsPort = await freePort();
     const stateDir = join(this.baseDir, name);
-    const daemon = nodectlDaemon(args(listen, `127.0.0.1:${metricsPort}`, stateDir), this.logOf(name), env);
+    const daemon = nodectlDaemon(
+      args(listen, `127.0.0.1:${metricsPort}`, stateDir),
+      this.logOf(name),
+      env,
+      this.nodeFlags,
+    );
     const m: ManagerProc = { name, stateDir, listen, metricsPort, nodeId: "", daemon };
     this.managers.push(m);
     await waitUntil(`${name}'s node.json`, 30_000, async () => {
-      if (!daemon.running) throw new Error(`${name} exited; see ${this.logOf(name)}`);
+      if (!daemon.running)
+        throw new FatalError(`${name} exited: ${readFileSync(this.logOf(name), "utf8").slice(-800)}`);
       try {
         m.nodeId = (
           JSON.parse(readFileSync(join(stateDir, "node.json"), "utf8")) as { nodeId: string }
@@ -312,6 +330,7 @@ export class ManagerCluster {
       ["run", "--state-dir", m.stateDir, "--metrics", `127.0.0.1:${m.metricsPort}`],
       this.logOf(m.name),
       this.env,
+      this.nodeFlags,
     );
   }
 
