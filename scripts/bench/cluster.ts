@@ -5,11 +5,16 @@
 // min and max over the runs; each run starts a fresh cluster.
 // - join:     N workers (--workers, 100) join through one follower and are `ready` in
 //             `ls`; the RSS of the manager holding their sessions with 0 and N worker
-//             sessions (--mode processes: N `nodectl join` processes; in-process: N
-//             workers in one child process).
-// - failover: kill -9 of the leader → first issuance through a survivor (--trials per run).
-// - issue:    certificates per second, renewals over mTLS at --concurrency.
-// - ls:       `node bin/nodectl.js ls` latency, --calls calls each from a follower and the leader.
+//             sessions (--mode processes: N `nodectl join` processes, at most --parallel
+//             joining at once; in-process: N workers in one child process).
+// - failover: kill -9 of the leader → first issuance through a survivor (--trials per run),
+//             and when a survivor's metrics first say it leads.
+// - issue:    certificates per second at --concurrency: --kind renew (mTLS renewals by
+//             holders of real certificates) or join; --target all (caller i asks manager
+//             i mod 3), leader or followers.
+// - ls:       `node bin/nodectl.js ls` latency, --calls calls each from a follower and the
+//             leader, and a bare `node -e ""` start for scale.
+// The machine's load average before and after each figure is in its line.
 // Bounded: every wait has a deadline and --max-minutes bounds the whole run; processes
 // and temp dirs are removed on exit, failure, SIGINT and SIGTERM.
 import { execFile } from "node:child_process";
@@ -61,7 +66,7 @@ if (
   !["all", "leader", "followers"].includes(opts.target)
 ) {
   process.stderr.write(
-    `bench:cluster: unknown --figure ${opts.figure}, --mode ${opts.mode} or --kind ${opts.kind}\n`,
+    `bench:cluster: unknown --figure ${opts.figure}, --mode ${opts.mode}, --kind ${opts.kind} or --target ${opts.target} (see --help)\n`,
   );
   process.exit(2);
 }
