@@ -38,6 +38,11 @@ export interface JoinRun {
   workers_on_manager: number;
   worker_rss_total_mib: number;
   join_retries?: number;
+  /**
+   * Until every worker was joined (processes: its node.json written, i.e. certificate
+   * recorded and held; in-process: every daemon started), from the same start.
+   */
+  joined_ms?: number;
 }
 
 interface Workers {
@@ -48,6 +53,8 @@ interface Workers {
   stop(): Promise<void>;
   /** Joins retried after OVERLOADED/UNAVAILABLE. */
   retries?(): number | undefined;
+  /** Epoch ms when the last worker was joined, once it was. */
+  joinedAt?(): number | undefined;
 }
 
 /**
@@ -69,6 +76,7 @@ function processWorkers(
   const all: Daemon[] = [];
   const joined: Daemon[] = [];
   let retries = 0;
+  let joinedAt: number | undefined;
   let fatal: string | undefined;
   let stopped = false;
   const launch = async (i: number): Promise<void> => {
@@ -86,6 +94,7 @@ function processWorkers(
       });
       if (outcome === "joined") {
         joined.push(daemon);
+        if (joined.length === count) joinedAt = Date.now();
         return;
       }
       const output = readFileSync(log, "utf8");
@@ -114,6 +123,7 @@ function processWorkers(
       await pump;
     },
     retries: () => retries,
+    joinedAt: () => joinedAt,
   };
 }
 
@@ -140,6 +150,7 @@ function inProcessWorkers(dir: string, count: number, token: string, via: Manage
       .split("\n")
       .filter((l) => l.startsWith("{"))
       .map((l) => JSON.parse(l) as { event: string; at?: number; retries?: number });
+  const joinedEvent = () => events().find((e) => e.event === "joined");
   return {
     pids: () => (child.running ? [child.pid] : []),
     started: () =>
@@ -150,7 +161,8 @@ function inProcessWorkers(dir: string, count: number, token: string, via: Manage
     failure: () =>
       child.running ? undefined : `the workers' process exited: ${readFileSync(log, "utf8").slice(-800)}`,
     stop: () => child.stop(),
-    retries: () => events().find((e) => e.event === "joined")?.retries,
+    retries: () => joinedEvent()?.retries,
+    joinedAt: () => joinedEvent()?.at,
   };
 }
 
@@ -200,6 +212,7 @@ export async function joinRun(
     const rssN = await rssSampledMiB(via.daemon.pid);
     const nodes = await lsJson(poll.stateDir);
     const retries = workers.retries?.();
+    const joinedAt = workers.joinedAt?.();
     return {
       join_to_ready_ms: readyMs,
       poll_ms: Math.round(pollMs),
@@ -211,6 +224,7 @@ export async function joinRun(
         .length,
       worker_rss_total_mib: workers.pids().reduce((sum, pid) => sum + rssMiB(pid), 0),
       ...(retries === undefined ? {} : { join_retries: retries }),
+      ...(joinedAt === undefined ? {} : { joined_ms: joinedAt - started }),
     };
   } finally {
     await workers.stop();

@@ -6,7 +6,7 @@
 // with OVERLOADED or UNAVAILABLE is retried after the manager's hint (counted), as a
 // script driving `nodectl join` would; any other refusal fails the run.
 // Prints `{"event":"started","at":EPOCH_MS}` before the first join call, then
-// `{"event":"joined","count":N,"retries":R}` once every daemon runs; stops them all on
+// `{"event":"joined","count":N,"retries":R,"at":EPOCH_MS}` once every daemon runs; stops them all on
 // SIGTERM and exits.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
       `${failed.length} of ${count} workers failed to join; first: ${first instanceof Error ? first.message : String(first)}`,
     );
   }
-  process.stdout.write(`${JSON.stringify({ event: "joined", count, retries })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: "joined", count, retries, at: Date.now() })}\n`);
 }
 
 main().catch((err: unknown) => {
