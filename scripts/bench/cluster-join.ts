@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  cpuSeconds,
   Daemon,
   FatalError,
   joinToken,
@@ -37,6 +38,8 @@ export interface JoinRun {
   sessions_open_n: number;
   workers_on_manager: number;
   worker_rss_total_mib: number;
+  /** CPU seconds the worker processes used in all (start, join, sessions), at the end. */
+  worker_cpu_s_total: number;
   join_retries?: number;
   /**
    * Until every worker was joined (processes: its node.json written, i.e. certificate
@@ -223,6 +226,7 @@ export async function joinRun(
       workers_on_manager: nodes.filter((n) => n.role === "worker" && n.session?.managerId === via.nodeId)
         .length,
       worker_rss_total_mib: workers.pids().reduce((sum, pid) => sum + rssMiB(pid), 0),
+      worker_cpu_s_total: workers.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0),
       ...(retries === undefined ? {} : { join_retries: retries }),
       ...(joinedAt === undefined ? {} : { joined_ms: joinedAt - started }),
     };
