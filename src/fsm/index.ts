@@ -9,4 +9,5 @@ export { FSM_ERROR_CODES, type FsmErrorCode, FsmRefusal, isFsmErrorCode } from "
 export type { ChangeEvent, ChangeListener } from "./events.js";
 export { joinSecretSha256, MAX_ROTATED_SECRETS } from "./join-secret.js";
 export { type CommandLog, encodeCommand, type Operation, proposeCommand } from "./propose.js";
+export { ReconcileLoop, type ReconcileLoopOptions } from "./reconcile-loop.js";
 export { renewedFor, rotationProgress, trustsOnly } from "./rotation.js";

@@ -5,7 +5,14 @@
 // checks each condition again at its log position. Runs on every manager, acts only
 // while leading, and starts from the replicated state each pass, so a new leader or a
 // restarted manager picks up where the rotation is.
-import { type ClusterState, FsmRefusal, proposeCommand, renewedFor, trustsOnly } from "../fsm/index.js";
+import {
+  type ClusterState,
+  FsmRefusal,
+  proposeCommand,
+  ReconcileLoop,
+  renewedFor,
+  trustsOnly,
+} from "../fsm/index.js";
 import { RotationPhase } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { LeadershipEvents, Proposer } from "../raft/runtime/seam.js";
@@ -13,11 +20,7 @@ import type { LeadershipEvents, Proposer } from "../raft/runtime/seam.js";
 const PASS_INTERVAL_MS = 250;
 
 export class RootRotationReconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
-  private readonly unsubscribe: (() => void)[] = [];
+  private readonly loop: ReconcileLoop;
   private readonly logger: Logger;
 
   constructor(
@@ -27,41 +30,25 @@ export class RootRotationReconciler {
     private readonly now: () => number = Date.now,
   ) {
     this.logger = logger.child({ component: "root-rotation" });
-  }
-
-  start(): void {
-    this.unsubscribe.push(this.state.watch(() => this.kick()));
-    this.unsubscribe.push(this.raft.onLeadershipChange(() => this.kick()));
-    this.timer = setInterval(() => this.kick(), PASS_INTERVAL_MS);
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    for (const off of this.unsubscribe.splice(0)) off();
-    await this.running;
-  }
-
-  private kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err: unknown) => {
+    this.loop = new ReconcileLoop({
+      state,
+      onLeadershipChange: (listener) => raft.onLeadershipChange(listener),
+      pass: () => this.pass(),
+      onError: (err) => {
         // Someone fell back or joined since the check: apply refused, the next pass looks again.
         if (err instanceof FsmRefusal && err.code === "ROTATION_PENDING") return;
         this.logger.warn({ err: String(err) }, "rotation step failed; retrying");
-      })
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.kick();
-        }
-      });
+      },
+      intervalMs: PASS_INTERVAL_MS,
+    });
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async pass(): Promise<void> {

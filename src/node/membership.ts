@@ -12,7 +12,7 @@
 //   see where it stands.
 // Every pass starts from the state and the configuration as they are now, so a leader
 // change or a crash between two steps is repaired by the next pass.
-import { type ClusterState, proposeCommand } from "../fsm/index.js";
+import { type ClusterState, proposeCommand, ReconcileLoop } from "../fsm/index.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { RaftNode } from "../raft/runtime/node.js";
@@ -20,11 +20,7 @@ import type { RaftNode } from "../raft/runtime/node.js";
 const PASS_INTERVAL_MS = 500;
 
 export class MembershipReconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
-  private readonly unsubscribe: (() => void)[] = [];
+  private readonly loop: ReconcileLoop;
   private readonly logger: Logger;
 
   constructor(
@@ -33,39 +29,22 @@ export class MembershipReconciler {
     logger: Logger,
   ) {
     this.logger = logger.child({ component: "membership" });
+    this.loop = new ReconcileLoop({
+      state,
+      onLeadershipChange: (listener) => raft.onLeadershipChange(listener),
+      pass: () => this.pass(),
+      onError: (err) =>
+        this.logger.warn({ err: (err as Error).message }, "membership change failed; retrying"),
+      intervalMs: PASS_INTERVAL_MS,
+    });
   }
 
   start(): void {
-    this.unsubscribe.push(this.state.watch(() => this.kick()));
-    this.unsubscribe.push(this.raft.onLeadershipChange(() => this.kick()));
-    this.timer = setInterval(() => this.kick(), PASS_INTERVAL_MS);
-    this.timer.unref();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    for (const off of this.unsubscribe.splice(0)) off();
-    await this.running;
-  }
-
-  private kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err: unknown) =>
-        this.logger.warn({ err: (err as Error).message }, "membership change failed; retrying"),
-      )
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.kick();
-        }
-      });
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** At most one configuration change or one recorded-membership fix per pass. */
@@ -75,7 +54,7 @@ export class MembershipReconciler {
     const voters = new Set(status.voters);
     const learners = new Set(status.learners);
     for (const node of this.state.nodes()) {
-      if (this.stopped) return;
+      if (this.loop.isStopped) return;
       const inConfig = voters.has(node.raftId) || learners.has(node.raftId);
       if (wantsRaft(node) && !inConfig) {
         this.logger.info({ nodeId: node.id, raftId: node.raftId }, "adding a manager to Raft as a learner");

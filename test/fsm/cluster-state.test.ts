@@ -8,7 +8,7 @@ import {
 } from "../../src/fsm/index.js";
 import { Command, CommandResult } from "../../src/gen/fsm/v1/commands.js";
 import { NodeStatus, RaftMembership, Role, State } from "../../src/gen/fsm/v1/state.js";
-import { cmd, createCluster, expectRefused, join, newState } from "./helpers.js";
+import { cmd, createCluster, expectRefused, join, newState, renew } from "./helpers.js";
 
 /** A refused command returns its code and leaves the state byte-identical. */
 
@@ -208,24 +208,6 @@ describe("fsm: the replicated cluster state", () => {
   });
 
   it("a manager certificate assigns the next Raft id in log order; a demoted node's id is never reused", () => {
-    const renew = (nodeId: string, role: Role, atMs: number) =>
-      cmd({
-        $case: "recordIssuance",
-        value: {
-          nodeId,
-          role,
-          join: false,
-          address: "",
-          atMs,
-          joinSecretSha256: "",
-          certificate: {
-            serial: `r-${atMs}`,
-            notAfterMs: atMs + 60_000,
-            issuerKeyId: "aa",
-            der: new Uint8Array(),
-          },
-        },
-      });
     const s = newState(createCluster(), join("m2", Role.ROLE_MANAGER), join("w1"));
     expect(s.node("m2")!.raftId).to.equal(2);
     expect(s.node("w1")!.raftId).to.equal(0);

@@ -93,3 +93,24 @@ export function expectRefused(s: ClusterState, command: Command, code: string): 
   expect(Buffer.from(s.snapshot()).equals(before), "state unchanged by a refusal").to.equal(true);
   expect(events, "no change event for a refusal").to.deep.equal([]);
 }
+
+/** A renewal (not a join) of `nodeId` as `role`, signed by `issuerKeyId`, recorded at `atMs`. */
+export function renew(nodeId: string, role: Role, atMs: number, issuerKeyId = "aa"): Command {
+  return cmd({
+    $case: "recordIssuance",
+    value: {
+      nodeId,
+      role,
+      join: false,
+      address: "",
+      atMs,
+      joinSecretSha256: "",
+      certificate: {
+        serial: `r-${nodeId}-${atMs}`,
+        notAfterMs: atMs + 60_000,
+        issuerKeyId,
+        der: new Uint8Array(),
+      },
+    },
+  });
+}

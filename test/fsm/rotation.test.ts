@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { rotationProgress } from "../../src/fsm/index.js";
 import { Role, RotationPhase } from "../../src/gen/fsm/v1/state.js";
-import { cmd, createCluster, enc, expectRefused, join, newState } from "./helpers.js";
+import { cmd, createCluster, enc, expectRefused, join, newState, renew } from "./helpers.js";
 
 const NEW = "bb";
 const start = (keyId = NEW, atMs = 5_000) =>
@@ -17,24 +17,6 @@ const start = (keyId = NEW, atMs = 5_000) =>
   });
 const advance = (to: RotationPhase, keyId = NEW) =>
   cmd({ $case: "advanceRootRotation", value: { newKeyId: keyId, to, atMs: 6_000 } });
-const renew = (nodeId: string, role: Role, issuerKeyId: string, atMs: number) =>
-  cmd({
-    $case: "recordIssuance",
-    value: {
-      nodeId,
-      role,
-      join: false,
-      address: "",
-      atMs,
-      joinSecretSha256: "",
-      certificate: {
-        serial: `r-${nodeId}-${atMs}`,
-        notAfterMs: atMs + 60_000,
-        issuerKeyId,
-        der: new Uint8Array(),
-      },
-    },
-  });
 const trust = (nodeId: string, rootKeyId = NEW) =>
   cmd({ $case: "recordTrust", value: { confirmations: [{ nodeId, rootKeyId }] } });
 
@@ -43,10 +25,10 @@ describe("fsm: root rotation", () => {
     const s = newState(createCluster(), join("w1"), start());
     expect(s.cluster()!.rotation?.phase).to.equal(RotationPhase.ROTATION_PHASE_RENEW);
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
-    s.applyCommand(10, renew("m1", Role.ROLE_MANAGER, NEW, 5_100));
+    s.applyCommand(10, renew("m1", Role.ROLE_MANAGER, 5_100, NEW));
     expect(rotationProgress(s.cluster()!, s.nodes())).to.deep.equal({ renewed: 1, trusted: 0, total: 2 });
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
-    s.applyCommand(11, renew("w1", Role.ROLE_WORKER, NEW, 5_200));
+    s.applyCommand(11, renew("w1", Role.ROLE_WORKER, 5_200, NEW));
     expect(s.applyCommand(12, advance(RotationPhase.ROTATION_PHASE_TRUST)).ok).to.equal(true);
     expect(s.cluster()!.rotation?.phase).to.equal(RotationPhase.ROTATION_PHASE_TRUST);
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_UNSPECIFIED), "ROTATION_PENDING");
@@ -58,7 +40,7 @@ describe("fsm: root rotation", () => {
   });
 
   it("a second rotation replaces the pending root and restarts the renew phase; a stale advance is refused", () => {
-    const s = newState(createCluster(), start(), renew("m1", Role.ROLE_MANAGER, NEW, 5_100));
+    const s = newState(createCluster(), start(), renew("m1", Role.ROLE_MANAGER, 5_100, NEW));
     s.applyCommand(10, advance(RotationPhase.ROTATION_PHASE_TRUST));
     s.applyCommand(11, start("cc", 7_000));
     expect(s.cluster()!.rotation).to.include({
@@ -94,7 +76,7 @@ describe("fsm: root rotation", () => {
   });
 
   it("a removed pending node no longer holds the rotation; trust confirmations of unknown nodes are skipped", () => {
-    const s = newState(createCluster(), join("w1"), start(), renew("m1", Role.ROLE_MANAGER, NEW, 5_100));
+    const s = newState(createCluster(), join("w1"), start(), renew("m1", Role.ROLE_MANAGER, 5_100, NEW));
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
     s.applyCommand(10, cmd({ $case: "removeNode", value: { nodeId: "w1", force: true, atMs: 5_500 } }));
     expect(s.applyCommand(11, advance(RotationPhase.ROTATION_PHASE_TRUST)).ok).to.equal(true);

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
 import type { NodeJson } from "../../src/cli/format.js";
+import { sClient } from "../ca/s-client.js";
 import { Daemon, freePort, nodectl, waitUntil } from "./nodectl.js";
 
 export type LsNode = NodeJson;
@@ -166,4 +167,28 @@ export class ProcessCluster {
       return undefined;
     }
   }
+}
+
+/**
+ * openssl s_client to a manager with a node's certificate (its whole chain, as nodes
+ * serve it) and key, verifying the manager against `caFile`.
+ */
+export function handshake(manager: string, certDir: string, caFile = join(certDir, "ca.crt")) {
+  return sClient([
+    "-connect",
+    manager,
+    "-alpn",
+    "h2",
+    "-servername",
+    "manager",
+    "-CAfile",
+    caFile,
+    "-verify_return_error",
+    "-cert",
+    join(certDir, "node.crt"),
+    "-cert_chain",
+    join(certDir, "node.crt"),
+    "-key",
+    join(certDir, "node.key"),
+  ]);
 }

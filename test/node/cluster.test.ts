@@ -5,29 +5,8 @@ import { X509Certificate } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "chai";
-import { sClient } from "../ca/s-client.js";
-import { type LsNode, ProcessCluster } from "./cluster-fixture.js";
+import { handshake, type LsNode, ProcessCluster } from "./cluster-fixture.js";
 import { nodectl, waitUntil } from "./nodectl.js";
-
-/** openssl s_client to a manager with a node's own certificate and key, verifying the manager strictly. */
-function handshake(manager: string, stateDir: string) {
-  const dir = join(stateDir, "certificates");
-  return sClient([
-    "-connect",
-    manager,
-    "-alpn",
-    "h2",
-    "-servername",
-    "manager",
-    "-CAfile",
-    join(dir, "ca.crt"),
-    "-verify_return_error",
-    "-cert",
-    join(dir, "node.crt"),
-    "-key",
-    join(dir, "node.key"),
-  ]);
-}
 
 const leaders = (nodes: LsNode[]) => nodes.filter((n) => n.leader);
 
@@ -121,7 +100,10 @@ describe("cluster: init, 2 managers and 5 workers join; refusals; rm", function 
 
     const managers = ["m1", "m2", "m3"].map((m) => c.node(m).listen ?? "");
     for (const m of managers)
-      expect((await handshake(m, w5.stateDir)).accepted, `w5 -> ${m} before rm`).to.equal(true);
+      expect(
+        (await handshake(m, join(w5.stateDir, "certificates"))).accepted,
+        `w5 -> ${m} before rm`,
+      ).to.equal(true);
     await w5.daemon.stop();
     await waitUntil("w5 down", 15_000, async () =>
       (await c.ls("m1")).find((n) => n.id === w5.nodeId)?.status === "down" ? true : undefined,
@@ -135,10 +117,13 @@ describe("cluster: init, 2 managers and 5 workers join; refusals; rm", function 
       );
     // Its certificate no longer completes a handshake with any manager; another node's still does.
     for (const m of managers) {
-      const refused = await handshake(m, w5.stateDir);
+      const refused = await handshake(m, join(w5.stateDir, "certificates"));
       expect(refused.accepted, `w5 -> ${m} after rm:\n${refused.output}`).to.equal(false);
       expect(refused.exitCode).to.not.equal(0);
-      expect((await handshake(m, c.node("w2").stateDir)).accepted, `w2 -> ${m}`).to.equal(true);
+      expect(
+        (await handshake(m, join(c.node("w2").stateDir, "certificates"))).accepted,
+        `w2 -> ${m}`,
+      ).to.equal(true);
     }
     // It cannot come back: its session and renewal are refused, and run exits 1 saying so.
     c.run("w5");

@@ -9,32 +9,10 @@ import { expect } from "chai";
 import { rootKeyIdsOf } from "../../src/ca/index.js";
 import type { CaStatusJson } from "../../src/cli/format.js";
 import { buildCertificate, DAY_MS } from "../ca/root-fixture.js";
-import { sClient } from "../ca/s-client.js";
-import { ProcessCluster } from "./cluster-fixture.js";
+import { handshake, ProcessCluster } from "./cluster-fixture.js";
 import { nodectl, waitUntil } from "./nodectl.js";
 
 const MANAGERS = ["m1", "m2", "m3"];
-
-function handshake(manager: string, certDir: string, caFile: string) {
-  return sClient([
-    "-connect",
-    manager,
-    "-alpn",
-    "h2",
-    "-servername",
-    "manager",
-    "-CAfile",
-    caFile,
-    "-verify_return_error",
-    "-cert",
-    join(certDir, "node.crt"),
-    // The whole chain, as nodes serve it (mid-rotation: the cross-signed twin of the new root).
-    "-cert_chain",
-    join(certDir, "node.crt"),
-    "-key",
-    join(certDir, "node.key"),
-  ]);
-}
 
 /** openssl verify of the node's own chain (leaf + what it serves with it) against the roots it trusts now. */
 function verifyOwnChain(stateDir: string): string {
