@@ -91,14 +91,19 @@ export class RootRotationControl {
 }
 
 /** The rotation in progress as `ca status` shows it, or undefined. */
-export function rotationViewOf(cluster: Cluster, nodes: readonly Node[]): RotationView | undefined {
+export function rotationViewOf(
+  cluster: Cluster,
+  nodes: readonly Node[],
+  /** The last renewal this manager refused to a node, if it did. */
+  renewalRefusal?: (nodeId: string) => { code: string; atMs: number } | undefined,
+): RotationView | undefined {
   const rotation = cluster.rotation;
   const keyId = rotation?.newRoot?.keyId;
   if (!rotation || !keyId) return undefined;
   const trustPhase = rotation.phase === RotationPhase.ROTATION_PHASE_TRUST;
   const pending = nodes
     .filter((n) => !renewedFor(n, keyId) || (trustPhase && !trustsOnly(n, keyId)))
-    .map((n) => ({ id: n.id, reason: pendingReason(n, keyId) }));
+    .map((n) => ({ id: n.id, reason: pendingReason(n, keyId, renewalRefusal?.(n.id)) }));
   return {
     phase: trustPhase ? "trust" : "renew",
     newRootKeyId: keyId,
@@ -111,9 +116,15 @@ export function rotationViewOf(cluster: Cluster, nodes: readonly Node[]): Rotati
   };
 }
 
-function pendingReason(node: Node, keyId: string): string {
+function pendingReason(
+  node: Node,
+  keyId: string,
+  refusal: { code: string; atMs: number } | undefined,
+): string {
   const since = new Date(node.statusChangedAtMs).toISOString();
   if (node.status === NodeStatus.NODE_STATUS_DOWN) return `down since ${since}`;
+  if (refusal && !renewedFor(node, keyId))
+    return `renewal refused with ${refusal.code} at ${new Date(refusal.atMs).toISOString()} (by this manager)`;
   if (!node.session) return "no session: it cannot be told to renew until it connects";
   if (!renewedFor(node, keyId))
     return `told to renew over its session on ${node.session.managerId}; not renewed yet`;

@@ -30,6 +30,8 @@ export interface ControlApiOptions {
   logger: Logger;
   /** Milliseconds since the epoch, for timestamps that travel in commands (default Date.now). */
   now?: () => number;
+  /** The last renewal this manager's CA service refused to a node (shown for a rotation's pending nodes). */
+  renewalRefusal?: (nodeId: string) => { code: string; atMs: number } | undefined;
 }
 
 export class ControlApi {
@@ -114,7 +116,7 @@ export class ControlApi {
         rootNotAfterMs: new Date(root.validTo).getTime(),
         rootDigest: rootCertificateDigest(root.raw),
         nodeCertLifetimeS: cluster.nodeCertLifetimeS,
-        rotation: rotationViewOf(cluster, state.nodes()),
+        rotation: rotationViewOf(cluster, state.nodes(), this.options.renewalRefusal),
       };
     });
   }

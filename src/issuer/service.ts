@@ -60,6 +60,8 @@ export interface NodeCAIssuerOptions {
 }
 
 const encoder = new TextEncoder();
+/** Renewal refusals remembered for `ca status` (the oldest go first). */
+const MAX_REMEMBERED_REFUSALS = 10_000;
 
 /** What the authorizer reads a caller's certificate from (NodeAuthorizer.peerIdentity's argument). */
 export type CallerSource = Parameters<NodeAuthorizer["peerIdentity"]>[0];
@@ -77,6 +79,7 @@ export class NodeCAIssuer {
   private readonly logger: Logger;
   private readonly now: () => Date;
   private issued = 0;
+  private readonly renewalRefusals = new Map<string, { code: string; atMs: number }>();
 
   constructor(private readonly options: NodeCAIssuerOptions) {
     this.limiter = new Limiter({ ...DEFAULT_ISSUANCE_LIMITS, ...options.limits });
@@ -119,7 +122,18 @@ export class NodeCAIssuer {
           this.join(call.request, cancelSignal(call)),
         ),
       renewNodeCertificate: (call, callback) =>
-        this.answer("RenewNodeCertificate", call, callback, () => this.renew(call, cancelSignal(call))),
+        this.answer("RenewNodeCertificate", call, callback, () =>
+          this.renew(call, cancelSignal(call)).then(
+            (response) => {
+              this.renewalRefusals.delete(this.options.callerIdentity(call)?.nodeId ?? "");
+              return response;
+            },
+            (error: unknown) => {
+              this.noteRenewalRefusal(call, error);
+              throw error;
+            },
+          ),
+        ),
       nodeCertificateStatus: (call) => {
         this.streamStatus(call).catch((error: unknown) => {
           const refusal = this.refusalOf("NodeCertificateStatus", call, error);
@@ -282,6 +296,26 @@ export class NodeCAIssuer {
       });
     }
     call.end();
+  }
+
+  /**
+   * The last renewal this manager refused to a node, and when (kept until the node renews
+   * here; bounded): `ca status` shows it for a node a rotation waits for.
+   */
+  lastRenewalRefusal(nodeId: string): { code: string; atMs: number } | undefined {
+    return this.renewalRefusals.get(nodeId);
+  }
+
+  private noteRenewalRefusal(call: CallerSource, error: unknown): void {
+    const nodeId = this.options.callerIdentity(call)?.nodeId;
+    if (!nodeId) return;
+    const code = asIssuerRefusal(error)?.code ?? "UNAVAILABLE";
+    if (this.renewalRefusals.size >= MAX_REMEMBERED_REFUSALS && !this.renewalRefusals.has(nodeId)) {
+      const oldest = this.renewalRefusals.keys().next().value;
+      if (oldest !== undefined) this.renewalRefusals.delete(oldest);
+    }
+    this.renewalRefusals.delete(nodeId);
+    this.renewalRefusals.set(nodeId, { code, atMs: this.now().getTime() });
   }
 
   // ---- common ----------------------------------------------------------------------

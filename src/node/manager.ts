@@ -185,7 +185,12 @@ export class Manager {
 
     const control = new ControlEndpoint(
       paths.controlSocket,
-      new ControlApi({ raft: this.raft, state: this.state, logger }),
+      new ControlApi({
+        raft: this.raft,
+        state: this.state,
+        logger,
+        renewalRefusal: (nodeId) => issuer.lastRenewalRefusal(nodeId),
+      }),
       logger,
     );
     await control.start();

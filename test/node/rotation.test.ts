@@ -201,6 +201,8 @@ describe("root rotation: 3 managers and 10 workers", function () {
       [
         "ca",
         "rotate",
+        "--cert-expiry",
+        "90m",
         ...files("good", good.certificatePem, good.privateKeyPem),
         "--state-dir",
         c.node("m1").stateDir,
@@ -212,5 +214,10 @@ describe("root rotation: 3 managers and 10 workers", function () {
     const after = await caStatus("m2");
     expect(after.rotation).to.equal(null);
     expect(after.rootKeyId).to.equal(rootKeyIdsOf(good.certificatePem)[0]);
+    // --cert-expiry: certificates issued from then on (the rotation's renewals) live 90 minutes.
+    expect(after.nodeCertLifetimeSeconds).to.equal(5400);
+    const w2 = (await c.ls("m2")).find((n) => n.id === c.node("w2").nodeId);
+    const lifetimeMs = new Date(w2?.certificate?.notAfter ?? 0).getTime() - Date.now();
+    expect(lifetimeMs).to.be.within(80 * 60_000, 91 * 60_000);
   });
 });
