@@ -225,6 +225,8 @@ describe("dispatcher: sessions on one manager", function () {
     cluster = await TestCluster.start(1, ["w1", "w2", "w3"], {
       maxSessions: 2,
       sessionLimitRetryAfterMs: 1_500,
+      // The raw sessions here send no heartbeat: a long period keeps them open however slow the machine.
+      heartbeatPeriodMs: 60_000,
     });
     const m1 = cluster.managers[0]!;
     const first = openRaw(cluster.rawClient("worker", "w1", m1));
