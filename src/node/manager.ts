@@ -84,7 +84,15 @@ export class Manager {
 
   private constructor(private readonly options: ManagerOptions) {
     const { config, storage, logger } = options;
-    this.raft = new RaftNode({ id: config.raftId, storage, stateMachine: this.state, logger });
+    // Followers serve joins, renewals and admin writes: each is answered once applied on
+    // the follower, so the commit index goes out at once rather than with the next heartbeat.
+    this.raft = new RaftNode({
+      id: config.raftId,
+      storage,
+      stateMachine: this.state,
+      logger,
+      lazyCommit: false,
+    });
   }
 
   get nodeId(): string {

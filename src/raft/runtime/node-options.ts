@@ -25,6 +25,13 @@ export interface RaftNodeOptions {
   proposalTimeoutMs?: number;
   /** Most inputs queued before new proposals are refused (back-pressure). */
   maxQueuedInputs?: number;
+  /**
+   * Followers learn the commit index from the next append or heartbeat (one append and
+   * one acknowledgement per follower per write instead of two; default). Off: the
+   * leader sends it at once, so a write proposed on a follower is applied there up to a
+   * heartbeat sooner (the product's managers: a follower serves joins and renewals).
+   */
+  lazyCommit?: boolean;
   /** Deliberate bugs for proving the runtime simulator catches them; production never sets them. */
   knobs?: RuntimeTestingKnobs;
   /** The simulator's window for its safety checks (read only); production never sets it. */
@@ -63,6 +70,7 @@ export function tunables(options: RaftNodeOptions): Tunables {
     keepEntriesAfterSnapshot: options.keepEntriesAfterSnapshot ?? 5_000,
     proposalTimeoutMs: options.proposalTimeoutMs ?? 5_000,
     maxQueuedInputs: options.maxQueuedInputs ?? 100_000,
+    lazyCommit: options.lazyCommit ?? true,
     knobs: options.knobs ?? {},
   };
 }

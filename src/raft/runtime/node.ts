@@ -85,9 +85,7 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
         rng: new SeededRng(seed),
         electionTimeoutTicks: this.opts.electionTimeoutTicks,
         heartbeatTicks: this.opts.heartbeatTicks,
-        // Followers learn the commit index from the next append or heartbeat: one
-        // append and one acknowledgement per follower per write instead of two.
-        lazyCommit: true,
+        lazyCommit: this.opts.lazyCommit,
       },
       state,
     );
