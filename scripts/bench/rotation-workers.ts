@@ -9,8 +9,10 @@
 // It exits on its own when the IPC channel closes (the parent died, even by SIGKILL),
 // so no worker outlives the benchmark.
 import { join } from "node:path";
+import { pino } from "pino";
+import { rootKeyIdsOf } from "../../src/ca/index.js";
 import { IssuerCallError } from "../../src/issuer/index.js";
-import { silentLogger } from "../../src/log/logger.js";
+import { type Logger, silentLogger } from "../../src/log/logger.js";
 import { joinNode, NodeDaemon } from "../../src/node/index.js";
 
 export interface JoinJob {
@@ -38,6 +40,10 @@ export interface Counts {
   fatal: number;
   rssMb: number;
   cpuS: number;
+  /** Workers by the key id of the root that signed the certificate they hold and use now. */
+  heldIssuers: Record<string, number>;
+  /** Workers by the root key ids in the trust bundle they hold now (joined with "+"). */
+  trustBundles: Record<string, number>;
 }
 
 export type ChildMessage =
@@ -50,7 +56,12 @@ export type ChildMessage =
 const daemons: NodeDaemon[] = [];
 const fatalErrors: string[] = [];
 let overloadedRetries = 0;
-const logger = silentLogger();
+// Silent unless the parent asks for a log file (--generator-log: the workers' info logs, to
+// see why a session ended or a renewal failed).
+const logFile = process.env.BENCH_GENERATOR_LOG;
+const logger: Logger = logFile
+  ? pino({ level: "info" }, pino.destination({ dest: logFile, sync: true }))
+  : silentLogger();
 
 function send(message: ChildMessage): void {
   // After the parent went away there is no one to tell (and send would throw).
@@ -70,7 +81,7 @@ async function joinOne(job: JoinJob, index: number): Promise<NodeDaemon> {
       const daemon = await NodeDaemon.start({
         stateDir,
         config: joined.config,
-        logger,
+        logger: logger.child({ nodeId: joined.config.nodeId }),
         heartbeatPeriodMs: job.heartbeatMs,
       });
       daemon.onFatal((error) => fatalErrors.push(`${daemon.nodeId}: ${error.message}`));
@@ -104,6 +115,12 @@ async function joinAll(job: JoinJob): Promise<void> {
   send({ type: "joined", joined: daemons.length, ms: Date.now() - t0, overloadedRetries });
 }
 
+function histogram(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
 function counts(): Counts {
   const usage = process.cpuUsage();
   return {
@@ -113,6 +130,10 @@ function counts(): Counts {
     fatal: fatalErrors.length,
     rssMb: Math.round(process.memoryUsage.rss() / 2 ** 20),
     cpuS: (usage.user + usage.system) / 1e6,
+    heldIssuers: histogram(daemons.map((d) => d.credentials.currentIdentity.issuerKeyId)),
+    trustBundles: histogram(
+      daemons.map((d) => rootKeyIdsOf(d.credentials.currentTrustBundlePem).sort().join("+")),
+    ),
   };
 }
 

@@ -27,6 +27,13 @@ const opts = new Command()
   .option("--heartbeat-ms <ms>", "NODECTL_HEARTBEAT_MS for every node (default: the product's, 5000)")
   .option("--concurrency <n>", "joins in flight at once in the load generator", "24")
   .option("--ls-max <n>", "above this many workers, readiness is read from sessions_open, not ls", "2000")
+  .option(
+    "--settle-s <s>",
+    "after the rotation, how long to wait for every worker to hold a certificate of the new root",
+    "30",
+  )
+  .option("--generator-log <file>", "the workers' info logs (default: silent)")
+  .option("--generator-prof <dir>", "write a V8 CPU profile of the load generator there")
   .option("--keep-dir", "keep the state dirs and manager logs (path printed on stderr)")
   .parse()
   .opts<{
@@ -37,6 +44,9 @@ const opts = new Command()
     concurrency: string;
     lsMax: string;
     keepDir?: boolean;
+    settleS: string;
+    generatorLog?: string;
+    generatorProf?: string;
   }>();
 const N = Number(opts.workers);
 const RUNS = Number(opts.runs);
@@ -78,7 +88,7 @@ async function startCluster(): Promise<Cluster> {
     (await nodes.ls(m1)).filter((n) => n.status === "ready").length === 3 ? true : undefined,
   );
   const token = await nodes.joinToken(m1, "worker");
-  const generator = WorkerGenerator.start();
+  const generator = WorkerGenerator.start({ logFile: opts.generatorLog, profileDir: opts.generatorProf });
   pendingGenerators.add(generator);
   const t0 = Date.now();
   const joined = await generator.join(
@@ -203,6 +213,9 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
     const ls = await c.nodes.ls(m1);
     onNewRoot = ls.filter((n) => n.certificate?.issuerKeyId === status.rootKeyId).length;
   }
+  // The cluster's record says every node renewed; do the workers hold those certificates?
+  const heldAtDone = genAfter.heldIssuers[status.rootKeyId] ?? 0;
+  const settle = await settleHeld(c, status.rootKeyId);
   const trustAt = rotate.lines.find(([, l]) => l.startsWith("trust phase"))?.[0];
   const cliDone = /Rotation done in ([\d.]+) s/.exec(rotate.lines.at(-1)?.[1] ?? "")?.[1];
   return {
@@ -220,6 +233,12 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
     certificates_issued: delta.certificatesIssued,
     nodes_on_new_root: onNewRoot ?? null,
     worker_fatal: genAfter.fatal,
+    // Workers holding a certificate of the new root when ca rotate said done, and after --settle-s.
+    workers_holding_new_cert_at_done: heldAtDone,
+    workers_holding_new_cert_after_settle: settle.held,
+    settle_s: settle.s,
+    workers_trusting_new_root_only: genAfter.trustBundles[status.rootKeyId] ?? 0,
+    worker_renewals_after_done: settle.renewals - genAfter.renewals,
     sessions_open: [delta.sessionsOpenBefore, delta.sessionsOpenAfter],
     generator_cpu_s: round(genAfter.cpuS - genCpuBefore),
     generator_rss_mb: genAfter.rssMb,
@@ -230,6 +249,24 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
     loadavg_before: loadBefore,
     loadavg_after: loadAverage(),
   };
+}
+
+/** Polls the generator until every worker holds a certificate of `rootKeyId`, for --settle-s at most. */
+async function settleHeld(c: Cluster, rootKeyId: string) {
+  const t0 = Date.now();
+  const until = t0 + Number(opts.settleS) * 1000;
+  for (;;) {
+    const counts = await c.generator.counts();
+    const held = counts.heldIssuers[rootKeyId] ?? 0;
+    if (held === N || Date.now() >= until) {
+      if (held < N)
+        log(
+          `after ${opts.settleS} s, ${N - held} workers still hold a certificate of another root: ${JSON.stringify(counts.heldIssuers)}`,
+        );
+      return { held, s: round((Date.now() - t0) / 1000, 1), renewals: counts.renewals };
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
 }
 
 async function closeCluster(c: Cluster | undefined, nodes?: LocalNodes, generator?: WorkerGenerator) {
