@@ -16,6 +16,7 @@
 // medians and min/max.
 import { spawn } from "node:child_process";
 import { Command } from "commander";
+import type { RotationJson } from "../../src/cli/format.js";
 import { EXIT_STATUS, watchForEnd } from "../lib/exit-guard.js";
 import { type LocalNode, LocalNodes, waitFor } from "../lib/local-nodes.js";
 import { loadAverage, managerDelta, rssMb, sampleManagers, WorkerGenerator } from "./rotation-probes.js";
@@ -46,6 +47,7 @@ const opts = new Command()
     lsMax: string;
     keepDir?: boolean;
     settleS: string;
+    rotateTimeoutS?: string;
     generatorLog?: string;
     generatorProf?: string;
     managerProf?: string;
@@ -193,6 +195,25 @@ function runRotate(c: Cluster, timeoutMs: number): Promise<{ ms: number; lines: 
   });
 }
 
+function rotateTimeoutMs(): number {
+  return opts.rotateTimeoutS ? Number(opts.rotateTimeoutS) * 1000 : Math.max(120_000, N * 100);
+}
+
+/** ca status's rotation, with the pending nodes' reasons counted by kind. */
+async function rotationSummary(c: Cluster): Promise<unknown> {
+  const r = await c.nodes.nodectl(["ca", "status", "--json"], c.managers[0], 30_000);
+  if (r.status !== 0) return { error: r.stderr.trim() };
+  const rotation = (JSON.parse(r.stdout) as { rotation: RotationJson | null }).rotation;
+  if (!rotation) return null;
+  const reasons: Record<string, number> = {};
+  for (const p of rotation.pending) {
+    const kind = p.reason.replace(/[0-9a-z]{25}/g, "ID").replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, "T");
+    reasons[kind] = (reasons[kind] ?? 0) + 1;
+  }
+  const { pending: _, ...counts } = rotation;
+  return { ...counts, pending: rotation.pending.length, pending_reasons: reasons };
+}
+
 async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
   const m1 = c.managers[0] as LocalNode;
   const before = await sampleManagers(c.nodes, c.managers);
@@ -202,7 +223,30 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
     rootKeyId: string;
   };
   const loadBefore = loadAverage();
-  const rotate = await runRotate(c, Math.max(120_000, N * 100));
+  const rotate = await runRotate(c, rotateTimeoutMs()).catch(async (err: unknown) => {
+    // Stalled or failed: say where it stood and what it cost so far, then fail.
+    const after = await sampleManagers(c.nodes, c.managers);
+    const gen = await c.generator.counts();
+    process.stdout.write(
+      `${JSON.stringify({
+        workers: N,
+        done: false,
+        run,
+        error: err instanceof Error ? err.message.split("\n")[0] : String(err),
+        rotation: await rotationSummary(c),
+        reconnects: gen.sessionConnects - genBefore.sessionConnects,
+        elections: managerDelta(before, after).elections,
+        manager_cpu_s: managerDelta(before, after).cpuS,
+        manager_rss_mb: Math.max(...after.map((s) => rssMb(s.pid))),
+        renewals: gen.renewals - genBefore.renewals,
+        workers_holding_issuers: gen.heldIssuers,
+        generator_cpu_s: round(gen.cpuS - genCpuBefore),
+        loadavg_before: loadBefore,
+        loadavg_after: loadAverage(),
+      })}\n`,
+    );
+    throw err;
+  });
   const after = await sampleManagers(c.nodes, c.managers);
   const genAfter = await c.generator.counts();
   const delta = managerDelta(before, after);
