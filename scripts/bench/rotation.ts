@@ -28,6 +28,7 @@ const opts = new Command()
   .option("--heartbeat-ms <ms>", "NODECTL_HEARTBEAT_MS for every node (default: the product's, 5000)")
   .option("--concurrency <n>", "joins in flight at once in the load generator", "24")
   .option("--ls-max <n>", "above this many workers, readiness is read from sessions_open, not ls", "2000")
+  .option("--rotate-timeout-s <s>", "give up on ca rotate after this long (default max(120, N/10))")
   .option(
     "--settle-s <s>",
     "after the rotation, how long to wait for every worker to hold a certificate of the new root",
