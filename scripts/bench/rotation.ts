@@ -19,7 +19,14 @@ import { Command } from "commander";
 import type { RotationJson } from "../../src/cli/format.js";
 import { EXIT_STATUS, watchForEnd } from "../lib/exit-guard.js";
 import { type LocalNode, LocalNodes, waitFor } from "../lib/local-nodes.js";
-import { loadAverage, managerDelta, rssMb, sampleManagers, WorkerGenerator } from "./rotation-probes.js";
+import {
+  cpuSeconds,
+  loadAverage,
+  managerDelta,
+  rssMb,
+  sampleManagers,
+  WorkerGenerator,
+} from "./rotation-probes.js";
 
 const opts = new Command()
   .option("--workers <n>", "workers held by the load generator", "1000")
@@ -227,7 +234,8 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
   const rotate = await runRotate(c, rotateTimeoutMs()).catch(async (err: unknown) => {
     // Stalled or failed: say where it stood and what it cost so far, then fail.
     const after = await sampleManagers(c.nodes, c.managers);
-    const gen = await c.generator.counts();
+    // A saturated generator may not answer: report the managers' side anyway.
+    const gen = await c.generator.counts(60_000).catch(() => undefined);
     process.stdout.write(
       `${JSON.stringify({
         workers: N,
@@ -235,13 +243,15 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
         run,
         error: err instanceof Error ? err.message.split("\n")[0] : String(err),
         rotation: await rotationSummary(c),
-        reconnects: gen.sessionConnects - genBefore.sessionConnects,
+        reconnects: gen ? gen.sessionConnects - genBefore.sessionConnects : "generator did not answer",
         elections: managerDelta(before, after).elections,
         manager_cpu_s: managerDelta(before, after).cpuS,
         manager_rss_mb: Math.max(...after.map((s) => rssMb(s.pid))),
-        renewals: gen.renewals - genBefore.renewals,
-        workers_holding_issuers: gen.heldIssuers,
-        generator_cpu_s: round(gen.cpuS - genCpuBefore),
+        renewals: gen ? gen.renewals - genBefore.renewals : null,
+        workers_holding_issuers: gen?.heldIssuers ?? null,
+        generator_cpu_s: gen ? round(gen.cpuS - genCpuBefore) : null,
+        generator_cpu_total_s: cpuSeconds(c.generator.pid),
+        manager_sessions_open: after.map((s) => s.sessionsOpen),
         loadavg_before: loadBefore,
         loadavg_after: loadAverage(),
       })}\n`,
