@@ -96,7 +96,6 @@ export class WorkerGenerator {
   static start(options: { logFile?: string; profileDir?: string } = {}): WorkerGenerator {
     const script = new URL("./rotation-workers.ts", import.meta.url).pathname;
     const env = { ...process.env };
-    delete env.NODE_OPTIONS; // --manager-prof's, for the nodectl processes only
     if (options.logFile) env.BENCH_GENERATOR_LOG = options.logFile;
     const profile = options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : [];
     const child = fork(script, [], {

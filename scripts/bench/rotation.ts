@@ -43,7 +43,6 @@ const opts = new Command()
   )
   .option("--generator-log <file>", "the workers' info logs (default: silent)")
   .option("--generator-prof <dir>", "write a V8 CPU profile of the load generator there")
-  .option("--manager-prof <dir>", "write V8 CPU profiles of the managers (and admin commands) there")
   .option("--keep-dir", "keep the state dirs and manager logs (path printed on stderr)")
   .parse()
   .opts<{
@@ -58,7 +57,6 @@ const opts = new Command()
     rotateTimeoutS?: string;
     generatorLog?: string;
     generatorProf?: string;
-    managerProf?: string;
   }>();
 const N = Number(opts.workers);
 const RUNS = Number(opts.runs);
@@ -82,8 +80,6 @@ const pendingNodes = new Set<LocalNodes>();
 const pendingGenerators = new Set<WorkerGenerator>();
 
 async function startCluster(): Promise<Cluster> {
-  // LocalNodes hands this environment to every nodectl process it starts (not to the generator).
-  if (opts.managerProf) process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${opts.managerProf}`;
   const nodes = LocalNodes.create({ tmpPrefix: "bench-rotation-", heartbeatMs: HEARTBEAT_MS });
   pendingNodes.add(nodes);
   log(`cluster in ${nodes.baseDir}`);
