@@ -13,7 +13,11 @@
 // the managers (both must be 0); manager_rss_mb = max VmRSS after; manager_cpu_s = CPU
 // the three managers spent during it. With --runs K > 1: K rotations one after the other
 // on the same cluster (or each on a new cluster with --fresh), then a summary line with
-// medians and min/max.
+// medians and min/max. Then the workers are asked which root signed the certificate they
+// hold (workers_holding_new_cert_*; the cluster's record alone cannot tell) for --settle-s.
+// A rotation that does not end within --rotate-timeout-s prints a line with "done":false,
+// the phase, counts and pending reasons, and the bench exits 1 (state dirs and logs kept).
+// Diagnostics: --generator-log FILE (the workers' info logs), --generator-prof DIR.
 import { spawn } from "node:child_process";
 import { Command } from "commander";
 import type { RotationJson } from "../../src/cli/format.js";
