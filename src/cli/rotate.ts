@@ -16,6 +16,9 @@ export interface RotateOptions extends AdminOptions {
 }
 
 const POLL_MS = 250;
+/** Reads refused because the leader is changing are retried for this long (the rotation goes on under the next leader). */
+const LEADER_CHANGE_GRACE_MS = 30_000;
+const TRANSIENT_READ_CODES: ReadonlySet<string> = new Set(["LEADER_CHANGED", "NO_LEADER"]);
 /** With no progress for this long, the pending nodes and why are printed (again). */
 const STALL_REPORT_MS = 15_000;
 
@@ -51,7 +54,7 @@ async function follow(options: AdminOptions, newKeyId: string, since: number): P
   let lastStallReport = 0;
   try {
     for (;;) {
-      const status = await openControl(options).caStatus();
+      const status = await readStatus(options);
       const r = status.rotation;
       if (!r) {
         if (status.rootKeyId !== newKeyId) throw replaced(status);
@@ -77,6 +80,20 @@ async function follow(options: AdminOptions, newKeyId: string, since: number): P
     }
   } finally {
     view.stop();
+  }
+}
+
+/** `ca status`, retried while a leader change makes reads fail (it also happens mid-rotation). */
+async function readStatus(options: AdminOptions): Promise<CaStatusResponse> {
+  const until = Date.now() + LEADER_CHANGE_GRACE_MS;
+  for (;;) {
+    try {
+      return await openControl(options).caStatus();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== "string" || !TRANSIENT_READ_CODES.has(code) || Date.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
   }
 }
 
