@@ -187,6 +187,7 @@ async function runManager(sessions: number, periodMs: number, windowS: number): 
           joinedAtMs: at,
           earlierCertificates: [],
           trustedRootKeyId: "",
+          heldIssuerKeyId: "",
         },
       },
     });

@@ -44,6 +44,8 @@ export interface SessionClientOptions {
   selfId?: string;
   /** Key ids of the roots the node trusts now, sent with each heartbeat (a rotation's confirmation). */
   trustedRootKeyIds?: () => string[];
+  /** The issuer key id of the certificate the node presents now, sent with each heartbeat. */
+  certificateIssuerKeyId?: () => string;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   random?: () => number;
@@ -195,7 +197,11 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     if (live.ended) return;
     const deadline = new Date(Date.now() + this.periodMs);
     live.client.heartbeat(
-      { sessionId: live.sessionId, trustedRootKeyIds: this.options.trustedRootKeyIds?.() ?? [] },
+      {
+        sessionId: live.sessionId,
+        trustedRootKeyIds: this.options.trustedRootKeyIds?.() ?? [],
+        certificateIssuerKeyId: this.options.certificateIssuerKeyId?.() ?? "",
+      },
       new grpc.Metadata(),
       { deadline },
       (error, response) => {

@@ -6,7 +6,13 @@
 import { randomBytes } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import type { AuthorizationPolicy, NodeAuthorizer } from "../ca/index.js";
-import { type ChangeEvent, type ClusterState, type CommandLog, proposeCommand } from "../fsm/index.js";
+import {
+  type ChangeEvent,
+  type ClusterState,
+  type CommandLog,
+  proposeCommand,
+  renewedFor,
+} from "../fsm/index.js";
 import type {
   DispatcherServiceServer,
   HeartbeatRequest,
@@ -229,7 +235,7 @@ export class Dispatcher {
     }
     this.liveness.heard(nodeId);
     this.heartbeatsReceived++;
-    this.noteTrust(nodeId, call.request.trustedRootKeyIds);
+    this.noteRotation(nodeId, call.request.trustedRootKeyIds, call.request.certificateIssuerKeyId);
     return [null, { heartbeatPeriodMs: this.periodMs }];
   }
 
@@ -260,14 +266,27 @@ export class Dispatcher {
     return refusals.unavailable(error instanceof Error ? error.message : String(error));
   }
 
-  /** In a rotation's trust phase: a node trusting the new root alone has confirmed it. */
-  private noteTrust(nodeId: string, keyIds: readonly string[]): void {
+  /**
+   * During a rotation: a node presenting a certificate of the new key has renewed (not
+   * only had one recorded), and in the trust phase a node trusting the new root alone
+   * has confirmed it.
+   */
+  private noteRotation(nodeId: string, trustedKeyIds: readonly string[], heldIssuerKeyId: string): void {
     const rotation = this.options.state.cluster()?.rotation;
     const newKeyId = rotation?.newRoot?.keyId;
-    if (rotation?.phase !== RotationPhase.ROTATION_PHASE_TRUST || !newKeyId) return;
-    if (keyIds.length !== 1 || keyIds[0] !== newKeyId) return;
-    if (this.options.state.node(nodeId)?.trustedRootKeyId === newKeyId) return;
-    this.trust.confirm(nodeId, newKeyId);
+    const node = this.options.state.node(nodeId);
+    if (!newKeyId || !node) return;
+    const holds = heldIssuerKeyId === newKeyId && node.heldIssuerKeyId !== newKeyId;
+    const trusts =
+      rotation?.phase === RotationPhase.ROTATION_PHASE_TRUST &&
+      trustedKeyIds.length === 1 &&
+      trustedKeyIds[0] === newKeyId &&
+      node.trustedRootKeyId !== newKeyId;
+    if (holds || trusts)
+      this.trust.confirm(nodeId, {
+        heldIssuerKeyId: holds ? newKeyId : "",
+        rootKeyId: trusts ? newKeyId : "",
+      });
   }
 
   /** A node told to renew for a rotation that has not, well after its delay, is told again (at once). */
@@ -279,7 +298,8 @@ export class Dispatcher {
       if (!session.renewKey.startsWith("rotation/")) continue;
       if (now - session.renewToldAtMs < session.renewDelayMs + 3 * this.periodMs) continue;
       const node = this.options.state.node(session.nodeId);
-      if (!node || node.certificate?.issuerKeyId === cluster.rotation.newRoot?.keyId) continue;
+      const newKeyId = cluster.rotation.newRoot?.keyId ?? "";
+      if (!node || renewedFor(node, newKeyId)) continue;
       session.renewToldAtMs = now;
       session.renewDelayMs = 0;
       this.logger.info({ nodeId: node.id }, "told to renew for the rotation and has not: telling it again");

@@ -1,12 +1,13 @@
-// Records, batched, the nodes that confirmed over their heartbeat that they trust a
-// rotation's new root alone. Only confirmations the state does not have yet are
+// Records, batched, what nodes confirmed over their heartbeat during a rotation: that
+// they present a certificate of the new key, that they trust the new root alone. Only
+// confirmations the state does not have yet are
 // proposed; one that does not reach the log is dropped and comes again with the node's
 // next heartbeat, so nothing here needs to be durable.
 import { type CommandLog, proposeCommand } from "../fsm/index.js";
 import type { Logger } from "../log/logger.js";
 
 export class TrustRecorder {
-  private readonly pending = new Map<string, string>();
+  private readonly pending = new Map<string, { rootKeyId: string; heldIssuerKeyId: string }>();
   private readonly inFlight = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -17,9 +18,13 @@ export class TrustRecorder {
     private readonly batchMs = 50,
   ) {}
 
-  confirm(nodeId: string, rootKeyId: string): void {
+  confirm(nodeId: string, facts: { rootKeyId?: string; heldIssuerKeyId?: string }): void {
     if (this.closed || this.inFlight.has(nodeId)) return;
-    this.pending.set(nodeId, rootKeyId);
+    const known = this.pending.get(nodeId);
+    this.pending.set(nodeId, {
+      rootKeyId: facts.rootKeyId || known?.rootKeyId || "",
+      heldIssuerKeyId: facts.heldIssuerKeyId || known?.heldIssuerKeyId || "",
+    });
     this.timer ??= setTimeout(() => this.flush(), this.batchMs);
   }
 
@@ -31,7 +36,7 @@ export class TrustRecorder {
 
   private flush(): void {
     this.timer = undefined;
-    const confirmations = [...this.pending].map(([nodeId, rootKeyId]) => ({ nodeId, rootKeyId }));
+    const confirmations = [...this.pending].map(([nodeId, facts]) => ({ nodeId, ...facts }));
     this.pending.clear();
     for (const c of confirmations) this.inFlight.add(c.nodeId);
     proposeCommand(this.log, { $case: "recordTrust", value: { confirmations } })

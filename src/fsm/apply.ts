@@ -112,6 +112,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
         joinedAtMs: c.atMs,
         earlierCertificates: [],
         trustedRootKeyId: "",
+        heldIssuerKeyId: "",
       },
       out,
     );
@@ -129,6 +130,7 @@ export function recordIssuance(s: MutableState, index: number, c: RecordIssuance
       certificate: c.certificate,
       earlierCertificates: earlierAfterRenewal(existing, c.certificate, c.atMs),
       trustedRootKeyId: "",
+      heldIssuerKeyId: "",
       address: c.address || existing.address,
     },
     out,

@@ -89,19 +89,25 @@ export function advanceRootRotation(
   putCluster(s, index, { ...cluster, root: rotation.newRoot, rotation: undefined }, out);
 }
 
-/** Confirmations of unknown or removed nodes are skipped; a repeated one changes nothing. */
+/** Confirmations of unknown or removed nodes are skipped; an empty field keeps what is recorded. */
 export function recordTrust(s: MutableState, index: number, c: RecordTrust, out: Changes): void {
   requireCluster(s);
   for (const t of c.confirmations) {
     const node = s.nodes.get(t.nodeId);
-    if (!node || node.trustedRootKeyId === t.rootKeyId) continue;
-    putNode(s, index, { ...node, trustedRootKeyId: t.rootKeyId }, out);
+    if (!node) continue;
+    const trustedRootKeyId = t.rootKeyId || node.trustedRootKeyId;
+    const heldIssuerKeyId = t.heldIssuerKeyId || node.heldIssuerKeyId;
+    if (trustedRootKeyId === node.trustedRootKeyId && heldIssuerKeyId === node.heldIssuerKeyId) continue;
+    putNode(s, index, { ...node, trustedRootKeyId, heldIssuerKeyId }, out);
   }
 }
 
-/** The node holds a certificate signed by the new key. */
+/**
+ * The node holds a certificate signed by the new key: one is recorded AND the node said
+ * it presents one (an issuance recorded after the node's call gave up does not count).
+ */
 export function renewedFor(node: Node, newKeyId: string): boolean {
-  return node.certificate?.issuerKeyId === newKeyId;
+  return node.certificate?.issuerKeyId === newKeyId && node.heldIssuerKeyId === newKeyId;
 }
 
 /** The node confirmed the new root as the only root it trusts. */

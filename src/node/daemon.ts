@@ -75,6 +75,7 @@ export class NodeDaemon {
       heartbeatPeriodMs: options.heartbeatPeriodMs,
       selfId: this.config.nodeId,
       trustedRootKeyIds: () => this.trustedRootKeyIds(),
+      certificateIssuerKeyId: () => this.credentials.currentIdentity.issuerKeyId,
     });
     this.renewal = new RenewalLoop({
       holder: this.credentials,
@@ -209,6 +210,8 @@ export class NodeDaemon {
   }
 
   private onRenewed(renewed: RenewedCertificate): Promise<void> {
+    // The manager hears at once which certificate this node presents now (a rotation waits for it).
+    this.session.heartbeatNow();
     const next = this.transition.then(async () => {
       if (renewed.role === "manager" && this.config.role === "worker") await this.becomeManager(renewed.raft);
       else if (renewed.role === "worker" && this.config.role === "manager") await this.becomeWorker();

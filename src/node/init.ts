@@ -113,6 +113,7 @@ export async function initManager(options: InitOptions): Promise<InitializedMana
       joinedAtMs: now.getTime(),
       earlierCertificates: [],
       trustedRootKeyId: "",
+      heldIssuerKeyId: "",
     },
   };
   // Holds the root key until the log has it; mode 0600 like every key, removed once applied.

@@ -73,6 +73,7 @@ function createCluster(state: ClusterState, root: RootCA): void {
           joinedAtMs: 1_000,
           earlierCertificates: [],
           trustedRootKeyId: "",
+          heldIssuerKeyId: "",
         },
       },
     }),

@@ -230,6 +230,7 @@ export class ControlCluster {
           joinedAtMs: now,
           earlierCertificates: [],
           trustedRootKeyId: "",
+          heldIssuerKeyId: "",
         },
       },
     };

@@ -27,6 +27,7 @@ function node(id: string, overrides: Partial<Node> = {}): Node {
     joinedAtMs: 1_000,
     earlierCertificates: [],
     trustedRootKeyId: "",
+    heldIssuerKeyId: "",
     ...overrides,
   };
 }
@@ -60,7 +61,7 @@ describe("control: a rotation's progress and pending nodes", () => {
       node("nosession", { session: undefined }),
       node("refused"),
       node("waiting"),
-      node("done", { certificate: renewed }),
+      node("done", { certificate: renewed, heldIssuerKeyId: NEW }),
     ];
     const view = rotationViewOf(cluster(RotationPhase.ROTATION_PHASE_RENEW), nodes, (id) =>
       id === "refused" ? { code: "OVERLOADED", atMs: 3_000 } : undefined,
@@ -76,8 +77,8 @@ describe("control: a rotation's progress and pending nodes", () => {
 
   it("in the trust phase, waits for renewed nodes to confirm the new root; none once there is no rotation", () => {
     const nodes = [
-      node("a", { certificate: renewed, trustedRootKeyId: NEW }),
-      node("b", { certificate: renewed }),
+      node("a", { certificate: renewed, heldIssuerKeyId: NEW, trustedRootKeyId: NEW }),
+      node("b", { certificate: renewed, heldIssuerKeyId: NEW }),
     ];
     const view = rotationViewOf(cluster(RotationPhase.ROTATION_PHASE_TRUST), nodes);
     expect(view).to.include({ phase: "trust", renewed: 2, trusted: 1, total: 2 });

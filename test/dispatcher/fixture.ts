@@ -208,6 +208,7 @@ export class TestCluster {
       joinedAtMs: at,
       earlierCertificates: [],
       trustedRootKeyId: "",
+      heldIssuerKeyId: "",
     };
   }
 

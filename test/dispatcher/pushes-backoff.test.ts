@@ -34,6 +34,7 @@ function node(id: string, overrides: Partial<Node> = {}): Node {
     joinedAtMs: 0,
     earlierCertificates: [],
     trustedRootKeyId: "",
+    heldIssuerKeyId: "",
     ...overrides,
   };
 }

@@ -24,6 +24,7 @@ export function firstManager(id = "m1"): Node {
     joinedAtMs: 1_000,
     earlierCertificates: [],
     trustedRootKeyId: "",
+    heldIssuerKeyId: "",
   };
 }
 

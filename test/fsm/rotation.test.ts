@@ -18,7 +18,9 @@ const start = (keyId = NEW, atMs = 5_000) =>
 const advance = (to: RotationPhase, keyId = NEW) =>
   cmd({ $case: "advanceRootRotation", value: { newKeyId: keyId, to, atMs: 6_000 } });
 const trust = (nodeId: string, rootKeyId = NEW) =>
-  cmd({ $case: "recordTrust", value: { confirmations: [{ nodeId, rootKeyId }] } });
+  cmd({ $case: "recordTrust", value: { confirmations: [{ nodeId, rootKeyId, heldIssuerKeyId: "" }] } });
+const holds = (nodeId: string, heldIssuerKeyId = NEW) =>
+  cmd({ $case: "recordTrust", value: { confirmations: [{ nodeId, rootKeyId: "", heldIssuerKeyId }] } });
 
 describe("fsm: root rotation", () => {
   it("moves renew -> trust -> done only when every node renewed, then confirmed the new root", () => {
@@ -26,21 +28,27 @@ describe("fsm: root rotation", () => {
     expect(s.cluster()!.rotation?.phase).to.equal(RotationPhase.ROTATION_PHASE_RENEW);
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
     s.applyCommand(10, renew("m1", Role.ROLE_MANAGER, 5_100, NEW));
+    // Recorded, but the node has not said it presents it (its call may have given up): not renewed yet.
+    expect(rotationProgress(s.cluster()!, s.nodes())).to.deep.equal({ renewed: 0, trusted: 0, total: 2 });
+    s.applyCommand(11, holds("m1"));
     expect(rotationProgress(s.cluster()!, s.nodes())).to.deep.equal({ renewed: 1, trusted: 0, total: 2 });
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
-    s.applyCommand(11, renew("w1", Role.ROLE_WORKER, 5_200, NEW));
-    expect(s.applyCommand(12, advance(RotationPhase.ROTATION_PHASE_TRUST)).ok).to.equal(true);
+    s.applyCommand(12, renew("w1", Role.ROLE_WORKER, 5_200, NEW));
+    expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
+    s.applyCommand(13, holds("w1"));
+    expect(s.applyCommand(14, advance(RotationPhase.ROTATION_PHASE_TRUST)).ok).to.equal(true);
     expect(s.cluster()!.rotation?.phase).to.equal(RotationPhase.ROTATION_PHASE_TRUST);
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_UNSPECIFIED), "ROTATION_PENDING");
-    s.applyCommand(13, trust("m1"));
-    s.applyCommand(14, trust("w1"));
-    expect(s.applyCommand(15, advance(RotationPhase.ROTATION_PHASE_UNSPECIFIED)).ok).to.equal(true);
+    s.applyCommand(15, trust("m1"));
+    s.applyCommand(16, trust("w1"));
+    expect(s.node("w1")).to.include({ trustedRootKeyId: NEW, heldIssuerKeyId: NEW });
+    expect(s.applyCommand(17, advance(RotationPhase.ROTATION_PHASE_UNSPECIFIED)).ok).to.equal(true);
     expect(s.cluster()!.rotation).to.equal(undefined);
     expect(s.cluster()!.root?.keyId).to.equal(NEW);
   });
 
   it("a second rotation replaces the pending root and restarts the renew phase; a stale advance is refused", () => {
-    const s = newState(createCluster(), start(), renew("m1", Role.ROLE_MANAGER, 5_100, NEW));
+    const s = newState(createCluster(), start(), renew("m1", Role.ROLE_MANAGER, 5_100, NEW), holds("m1"));
     s.applyCommand(10, advance(RotationPhase.ROTATION_PHASE_TRUST));
     s.applyCommand(11, start("cc", 7_000));
     expect(s.cluster()!.rotation).to.include({
@@ -76,7 +84,13 @@ describe("fsm: root rotation", () => {
   });
 
   it("a removed pending node no longer holds the rotation; trust confirmations of unknown nodes are skipped", () => {
-    const s = newState(createCluster(), join("w1"), start(), renew("m1", Role.ROLE_MANAGER, 5_100, NEW));
+    const s = newState(
+      createCluster(),
+      join("w1"),
+      start(),
+      renew("m1", Role.ROLE_MANAGER, 5_100, NEW),
+      holds("m1"),
+    );
     expectRefused(s, advance(RotationPhase.ROTATION_PHASE_TRUST), "ROTATION_PENDING");
     s.applyCommand(10, cmd({ $case: "removeNode", value: { nodeId: "w1", force: true, atMs: 5_500 } }));
     expect(s.applyCommand(11, advance(RotationPhase.ROTATION_PHASE_TRUST)).ok).to.equal(true);

@@ -201,6 +201,7 @@ function createClusterCommand(root: RootCA, first: ManagerIdentity): Operation {
         joinedAtMs: now,
         earlierCertificates: [],
         trustedRootKeyId: "",
+        heldIssuerKeyId: "",
       },
     },
   };

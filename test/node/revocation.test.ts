@@ -58,6 +58,7 @@ function createCluster(root: RootCA, manager: ReturnType<typeof issue>): Command
           joinedAtMs: Date.now(),
           earlierCertificates: [],
           trustedRootKeyId: "",
+          heldIssuerKeyId: "",
         },
       },
     },

@@ -101,6 +101,11 @@ export interface HeartbeatRequest {
    * phase the manager records the node's confirmation once it trusts the new root alone.
    */
   trustedRootKeyIds: string[];
+  /**
+   * The issuer key id of the certificate the node presents now (for new connections): a
+   * rotation counts a node renewed only once it holds the new certificate.
+   */
+  certificateIssuerKeyId: string;
 }
 
 export interface HeartbeatResponse {
@@ -772,7 +777,7 @@ export const SessionMessage: MessageFns<SessionMessage> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { sessionId: "", trustedRootKeyIds: [] };
+  return { sessionId: "", trustedRootKeyIds: [], certificateIssuerKeyId: "" };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -782,6 +787,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     for (const v of message.trustedRootKeyIds) {
       writer.uint32(18).string(v!);
+    }
+    if (message.certificateIssuerKeyId !== "") {
+      writer.uint32(26).string(message.certificateIssuerKeyId);
     }
     return writer;
   },
@@ -815,6 +823,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.trustedRootKeyIds.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificateIssuerKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -834,6 +850,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     const message = createBaseHeartbeatRequest();
     message.sessionId = object.sessionId ?? "";
     message.trustedRootKeyIds = object.trustedRootKeyIds?.map((e) => e) || [];
+    message.certificateIssuerKeyId = object.certificateIssuerKeyId ?? "";
     return message;
   },
 };

@@ -123,10 +123,16 @@ export interface AdvanceRootRotation {
 
 export interface TrustConfirmation {
   nodeId: string;
+  /** The only root the node trusts now; empty: not reported. */
   rootKeyId: string;
+  /** The issuer key id of the certificate the node presents now; empty: not reported. */
+  heldIssuerKeyId: string;
 }
 
-/** Nodes that confirmed, over their session, the root they now trust alone (batched). */
+/**
+ * What nodes confirmed over their session during a rotation (batched): the certificate
+ * they hold, the root they trust alone.
+ */
 export interface RecordTrust {
   confirmations: TrustConfirmation[];
 }
@@ -1089,7 +1095,7 @@ export const AdvanceRootRotation: MessageFns<AdvanceRootRotation> = {
 };
 
 function createBaseTrustConfirmation(): TrustConfirmation {
-  return { nodeId: "", rootKeyId: "" };
+  return { nodeId: "", rootKeyId: "", heldIssuerKeyId: "" };
 }
 
 export const TrustConfirmation: MessageFns<TrustConfirmation> = {
@@ -1099,6 +1105,9 @@ export const TrustConfirmation: MessageFns<TrustConfirmation> = {
     }
     if (message.rootKeyId !== "") {
       writer.uint32(18).string(message.rootKeyId);
+    }
+    if (message.heldIssuerKeyId !== "") {
+      writer.uint32(26).string(message.heldIssuerKeyId);
     }
     return writer;
   },
@@ -1132,6 +1141,14 @@ export const TrustConfirmation: MessageFns<TrustConfirmation> = {
             message.rootKeyId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.heldIssuerKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1151,6 +1168,7 @@ export const TrustConfirmation: MessageFns<TrustConfirmation> = {
     const message = createBaseTrustConfirmation();
     message.nodeId = object.nodeId ?? "";
     message.rootKeyId = object.rootKeyId ?? "";
+    message.heldIssuerKeyId = object.heldIssuerKeyId ?? "";
     return message;
   },
 };

@@ -155,6 +155,12 @@ export interface Node {
    * in a rotation's trust phase); empty until it confirms one.
    */
   trustedRootKeyId: string;
+  /**
+   * The issuer key id of the certificate the node said (over its session) it presents
+   * now: a recorded issuance the node never received (its call gave up) does not count
+   * as renewed for a rotation.
+   */
+  heldIssuerKeyId: string;
 }
 
 export interface RemovedNode {
@@ -857,6 +863,7 @@ function createBaseNode(): Node {
     joinedAtMs: 0,
     earlierCertificates: [],
     trustedRootKeyId: "",
+    heldIssuerKeyId: "",
   };
 }
 
@@ -900,6 +907,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.trustedRootKeyId !== "") {
       writer.uint32(106).string(message.trustedRootKeyId);
+    }
+    if (message.heldIssuerKeyId !== "") {
+      writer.uint32(114).string(message.heldIssuerKeyId);
     }
     return writer;
   },
@@ -1021,6 +1031,14 @@ export const Node: MessageFns<Node> = {
             message.trustedRootKeyId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.heldIssuerKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1055,6 +1073,7 @@ export const Node: MessageFns<Node> = {
     message.joinedAtMs = object.joinedAtMs ?? 0;
     message.earlierCertificates = object.earlierCertificates?.map((e) => IssuedSerial.fromPartial(e)) || [];
     message.trustedRootKeyId = object.trustedRootKeyId ?? "";
+    message.heldIssuerKeyId = object.heldIssuerKeyId ?? "";
     return message;
   },
 };
