@@ -33,16 +33,20 @@ export function sClient(
       child.kill();
       reject(new Error(`s_client neither completed nor failed within ${timeoutMs} ms:\n${output}`));
     }, timeoutMs);
+    let accepted = false;
     const onData = (chunk: Buffer): void => {
       output += chunk.toString("latin1");
-      if (output.includes(acceptedMarker)) {
-        finish(true, null);
-        child.kill();
+      if (!accepted && output.includes(acceptedMarker)) {
+        accepted = true;
+        // Closing stdin ends s_client cleanly, so what it writes at the end (-sess_out) is
+        // on disk when this resolves; a kill stays the fallback.
+        child.stdin.end();
+        setTimeout(() => child.kill(), 2_000).unref();
       }
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
     child.on("error", reject);
-    child.on("exit", (code) => finish(false, code));
+    child.on("exit", (code) => finish(accepted, accepted ? null : code));
   });
 }

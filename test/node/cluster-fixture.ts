@@ -27,6 +27,9 @@ export interface ClusterOptions {
   certExpiry?: string;
 }
 
+/** How often waits that run `nodectl ls` poll. */
+const LS_POLL_MS = 400;
+
 export class ProcessCluster {
   readonly base = mkdtempSync(join(tmpdir(), "nodectl-cluster-"));
   readonly nodes = new Map<string, NodeProc>();
@@ -126,10 +129,28 @@ export class ProcessCluster {
 
   /** ls once every listed node is ready and `count` are listed. */
   allReady(via: string, count: number, deadlineMs = 30_000): Promise<LsNode[]> {
-    return waitUntil(`${count} nodes ready (through ${via})`, deadlineMs, async () => {
-      const nodes = await this.ls(via);
-      return nodes.length === count && nodes.every((n) => n.status === "ready") ? nodes : undefined;
-    });
+    let last = "";
+    return waitUntil(
+      `${count} nodes ready (through ${via})`,
+      deadlineMs,
+      async () => {
+        const nodes = await this.ls(via);
+        if (nodes.length === count && nodes.every((n) => n.status === "ready")) return nodes;
+        // The failure names who is missing or not ready, not only that the wait ran out.
+        last = `${nodes.length} listed; not ready: ${nodes
+          .filter((n) => n.status !== "ready")
+          .map((n) => `${this.nameOfOrId(n.id)}=${n.status}`)
+          .join(", ")}`;
+        throw new Error(last);
+        // Each probe is a nodectl process (~0.1 s of CPU): polling faster would itself load 2 cores.
+      },
+      LS_POLL_MS,
+    );
+  }
+
+  private nameOfOrId(id: string): string {
+    for (const n of this.nodes.values()) if (n.nodeId === id) return n.name;
+    return id;
   }
 
   async inspect(

@@ -51,7 +51,7 @@ describe("root rotation: 3 managers and 10 workers", function () {
     await c.join("m3", "manager", "m2");
     await c.allReady("m1", 3);
     await Promise.all(workers.map((w, i) => c.join(w, "worker", MANAGERS[i % 3] ?? "m1")));
-    await c.allReady("m1", 13, 60_000);
+    await c.allReady("m1", 13, 120_000);
   });
   after(() => c.stop());
 
