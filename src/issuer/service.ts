@@ -224,6 +224,13 @@ export class NodeCAIssuer {
           "RAFT_MEMBER",
           `node ${nodeId} is being demoted and is still a Raft member; it renews as a worker once removed (retry)`,
         );
+      // The caller gave up while this waited (its deadline, a lost connection): recording a
+      // certificate nobody will receive only doubles the work when it retries.
+      if (signal.aborted)
+        throw new IssuerRefusal(
+          "UNAVAILABLE",
+          `node ${nodeId} went away before its renewal was recorded; retry`,
+        );
       const now = this.now();
       const issued = this.signer.issue(cluster, { csr, role, nodeId, now });
       const certificate = certificateFacts(issued);
