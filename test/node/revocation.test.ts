@@ -92,19 +92,20 @@ function recordIssuance(
   };
 }
 
-/** The serials (uppercase hex, no leading zeros) the holder's server would load, per list. */
+const asListed = (serial: string): string => BigInt(`0x${serial}`).toString(16).toUpperCase();
+
+/** The serials (uppercase hex, no leading zeros) the holder's server would load, per list. openssl
+ * prints a serial's bytes, keeping a leading 0 nibble: normalized through a number. */
 async function loadedSerials(holder: TlsCredentialHolder): Promise<string[][]> {
   const lists = holder.serverContextOptions().crl;
   if (!lists) return [];
   const out: string[][] = [];
   for (const pem of lists as string[]) {
     const text = await run("openssl", ["crl", "-noout", "-text"], pem);
-    out.push([...text.stdout.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1] ?? ""));
+    out.push([...text.stdout.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => asListed(m[1] ?? "0")));
   }
   return out;
 }
-
-const asListed = (serial: string): string => BigInt(`0x${serial}`).toString(16).toUpperCase();
 
 describe("node: revocation lists follow the removed nodes", () => {
   const root = RootCA.create({ clusterId: CLUSTER });
