@@ -8,19 +8,14 @@ import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import type { NodeJson } from "../../src/cli/format.js";
+import { waitFor } from "../lib/support.js";
 
 const root = new URL("../..", import.meta.url).pathname;
 export const BIN = join(root, "bin/nodectl.js");
 
-export interface LsNode {
-  id: string;
-  role: string;
-  desiredRole: string;
-  status: string;
-  leader: boolean;
-  address: string | null;
-  session: { managerId: string; connectedAt: string } | null;
-}
+/** What the benches read of `nodectl ls --json` (its documented shape, src/cli/format.ts). */
+export type LsNode = Omit<NodeJson, "certificate">;
 
 const live = new Set<Daemon>();
 
@@ -133,29 +128,14 @@ export async function freePort(): Promise<number> {
 /** A failure a wait must not retry (a process it waits on died). */
 export class FatalError extends Error {}
 
-/** Polls `probe` every `everyMs` until it returns a value; fails after `deadlineMs` with the last error. */
-export async function waitUntil<T>(
+/** Polls `probe` every `everyMs` until it returns a value; a FatalError ends the wait at once. */
+export function waitUntil<T>(
   what: string,
   deadlineMs: number,
   probe: () => Promise<T | undefined>,
   everyMs = 100,
 ): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      if (err instanceof FatalError) throw err;
-      last = err;
-    }
-    if (Date.now() > until)
-      throw new Error(
-        `timed out after ${deadlineMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
-      );
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+  return waitFor(what, deadlineMs, probe, everyMs, (err) => err instanceof FatalError);
 }
 
 /** One sample of a metric (the first line naming it), or undefined if absent. */

@@ -42,6 +42,8 @@ export async function waitFor<T>(
   deadlineMs: number,
   probe: () => Promise<T | undefined> | T | undefined,
   intervalMs = 100,
+  /** An error the wait must not retry (a process it waits on died): thrown at once. */
+  isFatal: (err: unknown) => boolean = () => false,
 ): Promise<T> {
   const until = Date.now() + deadlineMs;
   let last: unknown;
@@ -50,6 +52,7 @@ export async function waitFor<T>(
       const value = await probe();
       if (value !== undefined) return value;
     } catch (err) {
+      if (isFatal(err)) throw err;
       last = err;
     }
     if (Date.now() >= until) {
