@@ -22,6 +22,8 @@ export class TransitionBatcher {
   private readonly pending = new Map<string, SessionTransition>();
   private timer: NodeJS.Timeout | undefined;
   private inFlight = false;
+  /** The nodes of the batch in flight. */
+  private inFlightIds = new Set<string>();
   private stopped = false;
   /** Proposals that reached the log, and the transitions in them (for tests and metrics). */
   proposals = 0;
@@ -43,6 +45,11 @@ export class TransitionBatcher {
 
   get pendingCount(): number {
     return this.pending.size;
+  }
+
+  /** Whether a transition of this node waits or is on its way to the log. */
+  holds(nodeId: string): boolean {
+    return this.pending.has(nodeId) || this.inFlightIds.has(nodeId);
   }
 
   /** Stops proposing. A batch in flight settles on its own (the Raft runtime bounds it); the rest is
@@ -72,6 +79,7 @@ export class TransitionBatcher {
     const batch = [...this.pending.values()];
     this.pending.clear();
     this.inFlight = true;
+    this.inFlightIds = new Set(batch.map((t) => t.nodeId));
     let nextDelayMs = this.options.batchMs;
     proposeCommand(this.options.log, { $case: "recordSessions", value: { transitions: batch } })
       .then(() => {
@@ -94,6 +102,7 @@ export class TransitionBatcher {
       })
       .finally(() => {
         this.inFlight = false;
+        this.inFlightIds = new Set();
         if (this.pending.size > 0) this.schedule(nextDelayMs);
       });
   }
@@ -128,9 +137,8 @@ export class LivenessTracker {
     return this.entries.has(nodeId);
   }
 
-  /** A session opened here: the node is ready, on this manager. */
-  opened(nodeId: string, isOpen: (nodeId: string) => boolean): void {
-    const now = this.options.now();
+  /** A session opened here at `now`: the node is ready, on this manager. */
+  opened(nodeId: string, now: number, isOpen: (nodeId: string) => boolean): void {
     this.touch(nodeId, now, this.options.selfId);
     if (this.entries.size > this.options.maxTracked) this.evictLingering(isOpen);
     this.options.batcher.record({
@@ -141,8 +149,22 @@ export class LivenessTracker {
     });
   }
 
-  heard(nodeId: string): void {
+  /**
+   * A heartbeat on a session open here. If the state does not show the node ready on this
+   * manager (another manager, or the leader adopting what it took for an orphan, recorded it
+   * down while its session lived on here) and nothing about it is on its way to the log, ready
+   * is recorded again, dated from when the session opened: the manager holding the session is
+   * the one that knows.
+   */
+  heard(nodeId: string, recordedReadyHere: boolean, openedAtMs: number): void {
     this.touch(nodeId, this.options.now(), this.options.selfId);
+    if (recordedReadyHere || this.options.batcher.holds(nodeId)) return;
+    this.options.batcher.record({
+      nodeId,
+      status: NodeStatus.NODE_STATUS_READY,
+      managerId: this.options.selfId,
+      atMs: openedAtMs,
+    });
   }
 
   /**

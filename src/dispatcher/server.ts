@@ -82,6 +82,7 @@ interface OpenSession {
   /** When a rotation's renewal was last told (a node that did not act is told again). */
   renewToldAtMs: number;
   renewDelayMs: number;
+  readonly openedAtMs: number;
 }
 
 export class Dispatcher {
@@ -188,6 +189,7 @@ export class Dispatcher {
       renewKey: "",
       renewToldAtMs: 0,
       renewDelayMs: 0,
+      openedAtMs: this.now(),
     };
     this.sessions.set(nodeId, session);
     this.sessionsOpened++;
@@ -195,7 +197,7 @@ export class Dispatcher {
     // silent for the down period, so a node that comes back in time is never marked down.
     call.on("cancelled", () => this.forgetSession(session));
     call.on("error", () => this.forgetSession(session));
-    this.liveness.opened(nodeId, (id) => this.sessions.has(id));
+    this.liveness.opened(nodeId, session.openedAtMs, (id) => this.sessions.has(id));
     this.push(session, {
       $case: "opened",
       value: { sessionId: session.id, managerId: this.options.selfNodeId, heartbeatPeriodMs: this.periodMs },
@@ -233,7 +235,13 @@ export class Dispatcher {
       this.logger.info({ code: refusal.code, nodeId }, refusal.message);
       return [asServiceError(refusal)];
     }
-    this.liveness.heard(nodeId);
+    const recorded = this.options.state.node(nodeId);
+    this.liveness.heard(
+      nodeId,
+      recorded?.status === NodeStatus.NODE_STATUS_READY &&
+        recorded.session?.managerId === this.options.selfNodeId,
+      session.openedAtMs,
+    );
     this.heartbeatsReceived++;
     this.noteRotation(nodeId, call.request.trustedRootKeyIds, call.request.certificateIssuerKeyId);
     return [null, { heartbeatPeriodMs: this.periodMs }];

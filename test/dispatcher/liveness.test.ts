@@ -89,22 +89,49 @@ describe("dispatcher: liveness bookkeeping", () => {
       now: () => now,
     });
     try {
-      tracker.opened("w1", () => true);
-      tracker.opened("w2", () => true);
+      tracker.opened("w1", now, () => true);
+      tracker.opened("w2", now, () => true);
       tracker.adopt("w3", "m9"); // on a dead manager
-      for (now = 100; now <= 1_000; now += 100) tracker.heard("w1");
+      for (now = 100; now <= 1_000; now += 100) tracker.heard("w1", true, 0);
       now = 1_000;
       expect(tracker.sweep()).to.deep.equal(["w2", "w3"]);
       expect(tracker.sweep()).to.deep.equal([]);
       expect(tracker.isTracked("w1")).to.equal(true);
       expect(batcher.pendingCount).to.equal(3); // w1 ready, w2 down, w3 down: no heartbeat among them
       // The bound: a fourth node evicts the least recently heard one without an open session.
-      tracker.opened("w2", () => true);
+      tracker.opened("w2", now, () => true);
       tracker.adopt("w4", "m9");
-      tracker.opened("w5", (id) => id !== "w2");
+      tracker.opened("w5", now, (id) => id !== "w2");
       expect(tracker.tracked).to.equal(3);
       expect(tracker.isTracked("w1")).to.equal(true);
       expect(tracker.isTracked("w2")).to.equal(false);
+    } finally {
+      batcher.close();
+    }
+  });
+
+  it("a heartbeat on a session the state does not show ready here records ready again, once, dated from its opening", async () => {
+    const log = new ScriptedLog();
+    const batcher = new TransitionBatcher({ log, logger: silentLogger(), batchMs: 10, retryMs: 10 });
+    let now = 5_000;
+    const tracker = new LivenessTracker({
+      selfId: "m1",
+      batcher,
+      silentAfterMs: 300,
+      maxTracked: 10,
+      now: () => now,
+    });
+    try {
+      // Recorded ready here: a heartbeat stays in memory.
+      tracker.heard("w1", true, 4_000);
+      expect(batcher.pendingCount).to.equal(0);
+      // Recorded down (or on another manager) while its session lives here: ready again, once.
+      tracker.heard("w1", false, 4_000);
+      now += 100;
+      tracker.heard("w1", false, 4_000);
+      expect(batcher.pendingCount).to.equal(1);
+      await waitFor("the batch", () => batcher.proposals === 1);
+      expect(log.batches).to.deep.equal([[t("w1", READY, "m1", 4_000)]]);
     } finally {
       batcher.close();
     }

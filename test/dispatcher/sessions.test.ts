@@ -103,6 +103,28 @@ describe("dispatcher: sessions on one manager", function () {
     }
   });
 
+  it("a node recorded down while its session lives on here (a wrong orphan report) is ready again at its next heartbeat, without reconnecting", async () => {
+    cluster = await TestCluster.start(1, ["w1"]);
+    const client = await cluster.connect("w1");
+    await cluster.converged("w1 ready", (s) => s.node("w1")?.status === NodeStatus.NODE_STATUS_READY);
+    const openedAt = cluster.managers[0]!.state.node("w1")!.session!.connectedAtMs;
+    // What a leader that took m1 for dead would record for m1's nodes after the down period.
+    await cluster.propose({
+      $case: "recordSessions",
+      value: {
+        transitions: [
+          { nodeId: "w1", status: NodeStatus.NODE_STATUS_DOWN, managerId: "m1", atMs: Date.now() },
+        ],
+      },
+    });
+    await cluster.converged("w1 ready again on m1", (s) => {
+      const w1 = s.node("w1");
+      return w1?.status === NodeStatus.NODE_STATUS_READY && w1.session?.managerId === "m1";
+    });
+    expect(cluster.managers[0]!.state.node("w1")!.session!.connectedAtMs).to.equal(openedAt);
+    expect(client.sessionConnects).to.equal(1);
+  });
+
   it("a restarted dispatcher records down the sessions of its previous run that never came back", async () => {
     cluster = await TestCluster.start(1, ["w1", "w2"]);
     const m1 = cluster.managers[0]!;

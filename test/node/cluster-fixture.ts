@@ -128,7 +128,34 @@ export class ProcessCluster {
   }
 
   /** ls once every listed node is ready and `count` are listed. */
-  allReady(via: string, count: number, deadlineMs = 30_000): Promise<LsNode[]> {
+  async allReady(via: string, count: number, deadlineMs = 30_000): Promise<LsNode[]> {
+    const notReady = new Set<string>();
+    try {
+      return await this.allReadyOnce(via, count, deadlineMs, notReady);
+    } catch (error) {
+      // What the daemons logged about the nodes still not ready: the failure says why, not only who.
+      (error as Error).message += this.logsAbout([...notReady]);
+      throw error;
+    }
+  }
+
+  /** The last session-related lines every daemon logged about these node ids. */
+  private logsAbout(nodeIds: string[], max = 15): string {
+    if (nodeIds.length === 0) return "";
+    const lines: string[] = [];
+    for (const proc of this.nodes.values())
+      for (const line of proc.daemon.log.split("\n"))
+        if (nodeIds.some((id) => line.includes(id)) && /session|down|adopt|expir|refus|renew/i.test(line))
+          lines.push(`${proc.name}: ${line}`);
+    return `\nlogged about ${nodeIds.map((id) => this.nameOfOrId(id)).join(", ")} (last ${max}):\n${lines.slice(-max).join("\n")}`;
+  }
+
+  private allReadyOnce(
+    via: string,
+    count: number,
+    deadlineMs: number,
+    notReady: Set<string>,
+  ): Promise<LsNode[]> {
     let last = "";
     return waitUntil(
       `${count} nodes ready (through ${via})`,
@@ -137,6 +164,8 @@ export class ProcessCluster {
         const nodes = await this.ls(via);
         if (nodes.length === count && nodes.every((n) => n.status === "ready")) return nodes;
         // The failure names who is missing or not ready, not only that the wait ran out.
+        notReady.clear();
+        for (const n of nodes) if (n.status !== "ready") notReady.add(n.id);
         last = `${nodes.length} listed; not ready: ${nodes
           .filter((n) => n.status !== "ready")
           .map((n) => `${this.nameOfOrId(n.id)}=${n.status}`)
