@@ -17,7 +17,7 @@
 // hold (workers_holding_new_cert_*; the cluster's record alone cannot tell) for --settle-s.
 // A rotation that does not end within --rotate-timeout-s prints a line with "done":false,
 // the phase, counts and pending reasons, and the bench exits 1 (state dirs and logs kept).
-// Diagnostics: --generator-log FILE (the workers' info logs), --generator-prof DIR.
+// Diagnostics: --generator-log FILE (the workers' info logs), --generator-prof DIR, --manager-prof DIR.
 import { spawn } from "node:child_process";
 import { Command } from "commander";
 import type { RotationJson } from "../../src/cli/format.js";
@@ -47,6 +47,7 @@ const opts = new Command()
   )
   .option("--generator-log <file>", "the workers' info logs (default: silent)")
   .option("--generator-prof <dir>", "write a V8 CPU profile of the load generator there")
+  .option("--manager-prof <dir>", "write a V8 CPU profile of each manager there")
   .option("--keep-dir", "keep the state dirs and manager logs (path printed on stderr)")
   .parse()
   .opts<{
@@ -61,6 +62,7 @@ const opts = new Command()
     rotateTimeoutS?: string;
     generatorLog?: string;
     generatorProf?: string;
+    managerProf?: string;
   }>();
 const N = Number(opts.workers);
 const RUNS = Number(opts.runs);
@@ -84,7 +86,11 @@ const pendingNodes = new Set<LocalNodes>();
 const pendingGenerators = new Set<WorkerGenerator>();
 
 async function startCluster(): Promise<Cluster> {
-  const nodes = LocalNodes.create({ tmpPrefix: "bench-rotation-", heartbeatMs: HEARTBEAT_MS });
+  const nodes = LocalNodes.create({
+    tmpPrefix: "bench-rotation-",
+    heartbeatMs: HEARTBEAT_MS,
+    nodeFlags: opts.managerProf ? ["--cpu-prof", "--cpu-prof-dir", opts.managerProf] : undefined,
+  });
   pendingNodes.add(nodes);
   log(`cluster in ${nodes.baseDir}`);
   const m1 = await nodes.init("m1");

@@ -70,6 +70,8 @@ export interface LocalNodesOptions {
   logLevel?: string;
   /** How long `close()` lets each daemon stop after SIGTERM before SIGKILL (default 10 s). */
   stopDeadlineMs?: number;
+  /** Flags for node itself before the script, e.g. ["--cpu-prof", "--cpu-prof-dir", DIR] (NODE_OPTIONS refuses those). */
+  nodeFlags?: string[];
 }
 
 export interface DaemonOptions {
@@ -234,7 +236,7 @@ export class LocalNodes {
       LOG_LEVEL: this.options.logLevel ?? "info",
     };
     if (this.options.heartbeatMs !== undefined) env.NODECTL_HEARTBEAT_MS = String(this.options.heartbeatMs);
-    const child = spawn(process.execPath, [NODECTL_BIN, ...args], {
+    const child = spawn(process.execPath, [...(this.options.nodeFlags ?? []), NODECTL_BIN, ...args], {
       cwd: ROOT,
       env,
       stdio: ["ignore", "pipe", "pipe"],

@@ -6,6 +6,7 @@ import type { X509Certificate } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
 import { CertExpiredError, CertInvalidError, UntrustedRootError } from "./errors.js";
+import { memoizeBy, memoizeByString } from "./memo.js";
 import { certificatesFromPem } from "./pem.js";
 import { MAX_CHAIN_CERTS } from "./profile.js";
 import { pathLengthOf } from "./x509-build.js";
@@ -18,7 +19,13 @@ export interface VerifiedChain {
 
 const MAX_TRUST_BUNDLE_CERTS = 16;
 
+/** The roots of a PEM bundle, each checked to be a self-signed CA certificate. */
 export function trustBundleFromPem(pem: string): X509Certificate[] {
+  return [...checkedBundle(pem)];
+}
+
+// Parsed once per distinct bundle: every renewal and push checks a chain against it.
+const checkedBundle = memoizeByString((pem: string): readonly X509Certificate[] => {
   const roots = certificatesFromPem(pem, MAX_TRUST_BUNDLE_CERTS);
   for (const root of roots) {
     if (!root.ca) throw new CertInvalidError(`trust bundle entry ${root.subject} is not a CA certificate`);
@@ -26,7 +33,7 @@ export function trustBundleFromPem(pem: string): X509Certificate[] {
       throw new CertInvalidError(`trust bundle entry ${root.subject} is not self-signed`);
   }
   return roots;
-}
+});
 
 /** Verifies a PEM chain (leaf first, then intermediates in any order) against trusted roots. */
 export function verifyChain(chainPem: string, trustBundlePem: string, now: Date = new Date()): VerifiedChain {
@@ -81,11 +88,19 @@ function findPath(
  * refused here as by every peer.
  */
 function allowsPath(ca: X509Certificate, below: readonly X509Certificate[]): boolean {
-  const limit = pathLengthOf(AsnConvert.parse(ca.raw, Certificate).tbsCertificate);
+  const limit = pathLengthLimitOf(ca);
   if (typeof limit !== "number") return true;
   const intermediates = below.slice(1).filter((cert) => cert.subject !== cert.issuer).length;
   return intermediates <= limit;
 }
+
+// Read once per CA certificate (by fingerprint): the same roots and cross-signed
+// intermediate come with every chain a node or manager checks.
+const pathLengthLimitOf = memoizeBy(
+  (ca: X509Certificate) => ca.fingerprint256,
+  (ca: X509Certificate) => pathLengthOf(AsnConvert.parse(ca.raw, Certificate).tbsCertificate),
+  16,
+);
 
 function issued(issuer: X509Certificate, subject: X509Certificate): boolean {
   // checkIssued compares names, key identifiers and key usage; verify checks the signature.

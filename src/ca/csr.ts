@@ -27,6 +27,17 @@ export interface CheckedCsr {
 
 /** Node side: a CSR for an existing key (renewal keeps the key) or a fresh one. */
 export function createNodeCsr(privateKey: KeyObject = generateP256Key()): NodeKeyAndCsr {
+  const der = csrDerFor(privateKey);
+  return {
+    privateKey,
+    privateKeyPem: privateKeyToPem(privateKey),
+    csrPem: toPem("CERTIFICATE REQUEST", der),
+    csrDer: der,
+  };
+}
+
+/** Node side, renewal: the request alone (DER) for the key the node already holds. */
+export function csrDerFor(privateKey: KeyObject): Uint8Array {
   const info = new CertificationRequestInfo({
     version: 0,
     // Informational only; the manager replaces the whole subject.
@@ -40,13 +51,7 @@ export function createNodeCsr(privateKey: KeyObject = generateP256Key()): NodeKe
     signatureAlgorithm: ecdsaWithSha256(),
     signature: new Uint8Array(signature).buffer,
   });
-  const der = new Uint8Array(AsnConvert.serialize(csr));
-  return {
-    privateKey,
-    privateKeyPem: privateKeyToPem(privateKey),
-    csrPem: toPem("CERTIFICATE REQUEST", der),
-    csrDer: der,
-  };
+  return new Uint8Array(AsnConvert.serialize(csr));
 }
 
 const CSR_PEM =

@@ -17,7 +17,7 @@
 // from src/raft, src/fsm or anything above it.
 export { writeCertificateFile, writeFileAtomic, writePrivateKeyFile } from "./atomic-file.js";
 export { trustBundleFromPem, type VerifiedChain, verifyChain } from "./chain.js";
-export { type CheckedCsr, checkNodeCsr, createNodeCsr, type NodeKeyAndCsr } from "./csr.js";
+export { type CheckedCsr, checkNodeCsr, createNodeCsr, csrDerFor, type NodeKeyAndCsr } from "./csr.js";
 export * from "./errors.js";
 export {
   checkRootDigest,

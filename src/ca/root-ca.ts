@@ -75,6 +75,8 @@ import {
 export interface IssuedNodeCertificate {
   /** The leaf alone. */
   certificatePem: string;
+  /** The leaf alone, DER (what the replicated state records). */
+  certificateDer: Uint8Array;
   /** The leaf followed by the intermediates peers need (the cross-signed root during a rotation). */
   chainPem: string;
   serialNumber: string;
@@ -226,9 +228,11 @@ export class RootCA {
         extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdentifierOf(spki))),
       ]),
     });
-    const certificatePem = toPem("CERTIFICATE", signCertificate(tbs, this.signingKey));
+    const certificateDer = new Uint8Array(signCertificate(tbs, this.signingKey));
+    const certificatePem = toPem("CERTIFICATE", certificateDer);
     return {
       certificatePem,
+      certificateDer,
       chainPem: certificatePem + this.intermediatesPem,
       serialNumber: hex(serial),
       notBefore: new Date(Math.floor(notBefore.getTime() / 1000) * 1000),

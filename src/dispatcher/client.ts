@@ -88,6 +88,17 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     return this.live?.sessionId ? this.live.manager.nodeId : undefined;
   }
 
+  /**
+   * The open session's channel and the manager it reaches, for calls that should ride the
+   * same connection (a renewal: no new connection, no new handshake). Closed with the
+   * session: a call on it then fails and its caller retries elsewhere.
+   */
+  openChannel(): { managerId: string; channel: grpc.ChannelInterface } | undefined {
+    const live = this.live;
+    if (!live?.sessionId || live.ended) return undefined;
+    return { managerId: live.manager.nodeId, channel: live.client.getChannel() };
+  }
+
   async start(): Promise<void> {
     this.managers = [...(await this.options.loadManagers())];
     this.stopped = false;

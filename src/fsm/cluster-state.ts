@@ -100,6 +100,15 @@ export class ClusterState {
     return sortedById(this.state.nodes);
   }
 
+  get nodeCount(): number {
+    return this.state.nodes.size;
+  }
+
+  /** Every node in no particular order, without a copy: for scans that stop early or count. */
+  unorderedNodes(): Iterable<Node> {
+    return this.state.nodes.values();
+  }
+
   removedNode(id: string): RemovedNode | undefined {
     return this.state.removed.get(id);
   }

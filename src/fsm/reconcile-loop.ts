@@ -3,12 +3,15 @@
 // and every interval, never two at once (a change during a pass asks for one more),
 // errors logged and retried by the next pass, stop() waiting for the pass in flight.
 import type { ClusterState } from "./cluster-state.js";
+import type { ChangeEvent } from "./events.js";
 
 export interface ReconcileLoopOptions {
   state: ClusterState;
   /** Subscribes to leadership changes; returns the unsubscribe. */
   onLeadershipChange(listener: () => void): () => void;
   pass(): Promise<void>;
+  /** Which applied changes call for a pass (default: all); the interval and leadership changes always do. */
+  relevant?(events: readonly ChangeEvent[]): boolean;
   /** A failed pass: log it (or not) and let the next pass retry. */
   onError(error: unknown): void;
   intervalMs: number;
@@ -24,7 +27,12 @@ export class ReconcileLoop {
   constructor(private readonly options: ReconcileLoopOptions) {}
 
   start(): void {
-    this.unsubscribe.push(this.options.state.watch(() => this.kick()));
+    const relevant = this.options.relevant;
+    this.unsubscribe.push(
+      this.options.state.watch((events) => {
+        if (!relevant || relevant(events)) this.kick();
+      }),
+    );
     this.unsubscribe.push(this.options.onLeadershipChange(() => this.kick()));
     this.timer = setInterval(() => this.kick(), this.options.intervalMs);
     this.timer.unref();

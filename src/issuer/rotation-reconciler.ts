@@ -13,7 +13,7 @@ import {
   renewedFor,
   trustsOnly,
 } from "../fsm/index.js";
-import { RotationPhase } from "../gen/fsm/v1/state.js";
+import { type Node, RotationPhase } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { LeadershipEvents, Proposer } from "../raft/runtime/seam.js";
 
@@ -55,18 +55,26 @@ export class RootRotationReconciler {
     const rotation = this.state.cluster()?.rotation;
     const newKeyId = rotation?.newRoot?.keyId;
     if (!rotation || !newKeyId || !this.raft.leadership().isSelf) return;
-    const nodes = this.state.nodes();
-    if (
-      rotation.phase === RotationPhase.ROTATION_PHASE_RENEW &&
-      nodes.every((n) => renewedFor(n, newKeyId))
-    ) {
-      this.logger.info({ newKeyId, nodes: nodes.length }, "every node renewed: handing out the new root");
+    // A pass runs on every applied change: a scan that stops at the first pending node, no sort.
+    const nodes = this.state.unorderedNodes();
+    const every = (done: (n: Node) => boolean) => {
+      for (const n of nodes) if (!done(n)) return false;
+      return true;
+    };
+    if (rotation.phase === RotationPhase.ROTATION_PHASE_RENEW && every((n) => renewedFor(n, newKeyId))) {
+      this.logger.info(
+        { newKeyId, nodes: this.state.nodeCount },
+        "every node renewed: handing out the new root",
+      );
       await this.advance(newKeyId, RotationPhase.ROTATION_PHASE_TRUST);
     } else if (
       rotation.phase === RotationPhase.ROTATION_PHASE_TRUST &&
-      nodes.every((n) => renewedFor(n, newKeyId) && trustsOnly(n, newKeyId))
+      every((n) => renewedFor(n, newKeyId) && trustsOnly(n, newKeyId))
     ) {
-      this.logger.info({ newKeyId, nodes: nodes.length }, "every node trusts the new root: rotation done");
+      this.logger.info(
+        { newKeyId, nodes: this.state.nodeCount },
+        "every node trusts the new root: rotation done",
+      );
       await this.advance(newKeyId, RotationPhase.ROTATION_PHASE_UNSPECIFIED);
     }
   }

@@ -8,6 +8,7 @@ import { X509Certificate } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import {
   checkNodeCsr,
+  type IssuedNodeCertificate,
   type NodeAuthorizer,
   type NodeIdentity,
   type NodeRole,
@@ -377,17 +378,12 @@ function roleForToken(token: { rootDigest: string; secret: string }, cluster: Cl
   }
 }
 
-function certificateFacts(issued: {
-  certificatePem: string;
-  serialNumber: string;
-  notAfter: Date;
-  issuerKeyId: string;
-}) {
+function certificateFacts(issued: IssuedNodeCertificate) {
   return {
     serial: issued.serialNumber,
     notAfterMs: issued.notAfter.getTime(),
     issuerKeyId: issued.issuerKeyId,
-    der: new Uint8Array(new X509Certificate(issued.certificatePem).raw),
+    der: issued.certificateDer,
   };
 }
 

@@ -82,6 +82,7 @@ export class NodeDaemon {
       paths: this.paths,
       clusterId: this.config.clusterId,
       managers: () => this.renewalManagers(),
+      sessionChannel: () => this.session.openChannel(),
       onRenewed: (renewed) => this.onRenewed(renewed),
       onRefused: (error) => this.fail(error),
       logger: this.logger,

@@ -2,7 +2,6 @@
 // (cluster id, node id, root key, node key, join secrets, serials) and travels in the
 // CreateCluster command, which the manager proposes once it leads (cluster-creation.ts):
 // the replicated state machine draws and signs nothing itself.
-import { X509Certificate } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import {
   checkNodeCsr,
@@ -107,7 +106,7 @@ export async function initManager(options: InitOptions): Promise<InitializedMana
         serial: issued.serialNumber,
         notAfterMs: issued.notAfter.getTime(),
         issuerKeyId: issued.issuerKeyId,
-        der: new Uint8Array(new X509Certificate(issued.certificatePem).raw),
+        der: issued.certificateDer,
       },
       session: undefined,
       joinedAtMs: now.getTime(),

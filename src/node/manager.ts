@@ -79,6 +79,8 @@ export class Manager {
   /** Set once wired: worker sessions held here (for metrics and the daemon). */
   dispatcher: Dispatcher | undefined;
   issuer: NodeCAIssuer | undefined;
+  /** TLS handshakes this manager's server completed (nodectl_tls_handshakes_total). */
+  tlsHandshakes = 0;
   private readonly closers: (() => Promise<void> | void)[] = [];
   private stopping: Promise<void> | undefined;
 
@@ -270,6 +272,8 @@ export class Manager {
       ),
     );
     this.closers.push(() => shutdown(server, SERVER_GRACE_MS));
-    refuseUnverifiedClientCertificates(server, this.options.logger);
+    refuseUnverifiedClientCertificates(server, this.options.logger, () => {
+      this.tlsHandshakes++;
+    });
   }
 }

@@ -12,7 +12,7 @@
 //   see where it stands.
 // Every pass starts from the state and the configuration as they are now, so a leader
 // change or a crash between two steps is repaired by the next pass.
-import { type ClusterState, proposeCommand, ReconcileLoop } from "../fsm/index.js";
+import { type ChangeEvent, type ClusterState, proposeCommand, ReconcileLoop } from "../fsm/index.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { RaftNode } from "../raft/runtime/node.js";
@@ -33,6 +33,9 @@ export class MembershipReconciler {
       state,
       onLeadershipChange: (listener) => raft.onLeadershipChange(listener),
       pass: () => this.pass(),
+      // A pass reads every node: a worker's renewal or session change (most of what a busy
+      // cluster applies, a whole rotation's worth) cannot change the configuration.
+      relevant: (events) => events.some(concernsManagers),
       onError: (err) =>
         this.logger.warn({ err: (err as Error).message }, "membership change failed; retrying"),
       intervalMs: PASS_INTERVAL_MS,
@@ -111,4 +114,27 @@ export class MembershipReconciler {
 /** A node the cluster wants in Raft: a manager certificate, wanted as a manager, bound to a Raft id. */
 function wantsRaft(node: Node): boolean {
   return node.role === Role.ROLE_MANAGER && node.desiredRole === Role.ROLE_MANAGER && node.raftId !== 0;
+}
+
+/** Whether a change can matter to the Raft configuration or to a recorded membership. */
+function concernsManagers(event: ChangeEvent): boolean {
+  switch (event.kind) {
+    case "node":
+      return involvesRaft(event.node) || (event.previous !== undefined && involvesRaft(event.previous));
+    case "nodeRemoved":
+      return involvesRaft(event.previous);
+    case "removedPruned":
+      return false;
+    default:
+      return true; // the cluster record, a snapshot installed
+  }
+}
+
+function involvesRaft(node: Node): boolean {
+  return (
+    node.role === Role.ROLE_MANAGER ||
+    node.desiredRole === Role.ROLE_MANAGER ||
+    node.raftId !== 0 ||
+    node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED
+  );
 }

@@ -62,6 +62,11 @@ export class NodeMetrics {
       },
     });
     mirror(
+      "nodectl_tls_handshakes_total",
+      "TLS handshakes this manager's server completed (each is a new connection: renewals and heartbeats ride the session's)",
+      () => sources.manager()?.tlsHandshakes ?? 0,
+    );
+    mirror(
       "nodectl_certificates_issued_total",
       "Certificates this manager's CA service signed and recorded",
       () => sources.manager()?.issuer?.stats().issued ?? 0,

@@ -4,10 +4,11 @@
 // CSR is signed by it), so a renewal replaces one file atomically, node.crt, and a
 // crash can never leave a key that does not match its certificate. New handshakes use
 // the new certificate at once; open connections keep theirs (the hitless promise).
-import { createPrivateKey } from "node:crypto";
-import { readFileSync } from "node:fs";
+
+import type { KeyObject } from "node:crypto";
+import type * as grpc from "@grpc/grpc-js";
 import {
-  createNodeCsr,
+  csrDerFor,
   NOT_BEFORE_BACKDATE_MS,
   type TlsCredentialHolder,
   writeCertificateFile,
@@ -23,6 +24,11 @@ export interface RenewalLoopOptions {
   clusterId: string;
   /** Managers to ask, the preferred one first (the manager holding this node's session). */
   managers(): ManagerAddress[];
+  /**
+   * The node's open session channel and its manager: a renewal asking that manager rides
+   * it (no new connection or handshake, on either side). Absent: a new channel per renewal.
+   */
+  sessionChannel?(): { managerId: string; channel: grpc.ChannelInterface } | undefined;
   /** Called after the new certificate is on disk and in use; a role change is handled there. */
   onRenewed(renewed: RenewedCertificate): Promise<void>;
   /** The cluster refused this node for good (removed): the daemon stops. */
@@ -45,6 +51,7 @@ export class RenewalLoop {
   private readonly random: () => number;
   private readonly now: () => number;
   private readonly logger: Logger;
+  private request: { key: KeyObject; der: Uint8Array } | undefined;
   /** Certificates this process obtained by renewal (nodectl_certificate_renewals_total). */
   renewals = 0;
 
@@ -55,6 +62,8 @@ export class RenewalLoop {
   }
 
   start(): void {
+    // Made now, not when the renewal is due: a rotation then finds the request ready.
+    this.requestFor(this.options.holder.currentPrivateKey);
     this.stopped = false;
     this.scheduleRegular();
   }
@@ -95,16 +104,28 @@ export class RenewalLoop {
     this.timer.unref();
   }
 
+  /**
+   * The CSR for this key, made once: it only proves that the node holds the key (the
+   * manager sets the whole subject), and the key stays across renewals, so the same
+   * request serves each of them. Signing and encoding one cost more than the rest of a
+   * renewal on the node.
+   */
+  private requestFor(key: KeyObject): Uint8Array {
+    if (this.request?.key !== key) this.request = { key, der: csrDerFor(key) };
+    return this.request.der;
+  }
+
   private async renew(): Promise<void> {
     const { holder, paths } = this.options;
     const managers = this.options.managers();
     const manager = managers[this.failures % Math.max(1, managers.length)];
     try {
       if (!manager) throw new IssuerCallError("UNAVAILABLE", "no manager known", 14);
-      const key = createPrivateKey(readFileSync(paths.nodeKey, "utf8"));
-      const { csrDer, privateKeyPem } = createNodeCsr(key);
+      const csrDer = this.requestFor(holder.currentPrivateKey);
+      const open = this.options.sessionChannel?.();
       const renewed = await renewCertificate({
         managerAddress: manager.address,
+        channel: open?.managerId === manager.nodeId ? open.channel : undefined,
         credentials: holder.channelCredentials({
           clusterId: this.options.clusterId,
           expectedServerRole: "manager",
@@ -114,7 +135,7 @@ export class RenewalLoop {
       });
       if (this.stopped) return;
       // Validated by the holder first: a certificate it refuses is never written.
-      holder.replaceIdentity({ privateKeyPem, certificateChainPem: renewed.certificateChainPem });
+      holder.replaceCertificate(renewed.certificateChainPem);
       await writeCertificateFile(paths.nodeCert, renewed.certificateChainPem);
       // The trust bundle is not taken from here: the session pushes it (one source, so a
       // renewal answered before a rotation's trust push cannot undo that push).

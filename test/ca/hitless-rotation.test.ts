@@ -196,6 +196,10 @@ describe("ca/tls: hitless rotation of certificates and trust bundles (DESIGN.md 
       certificateChainPem: other.certificateChainPem,
     };
     expect(() => serverHolder.replaceIdentity(mismatched)).to.throw(/CREDENTIALS|not applied/);
+    // A renewal keeps the key: a certificate for another key is refused against the key held.
+    expect(() => serverHolder.replaceCertificate(other.certificateChainPem)).to.throw(
+      /does not match this node's private key/,
+    );
     const foreign = issueNode(RootCA.create({ clusterId: CLUSTER }), "manager", "m-1");
     expect(() => serverHolder.replaceIdentity(foreign)).to.throw(/trusted root/);
     const otherCluster = RootCA.fromPem({

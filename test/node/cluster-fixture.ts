@@ -162,13 +162,25 @@ export class ProcessCluster {
       deadlineMs,
       async () => {
         const nodes = await this.ls(via);
-        if (nodes.length === count && nodes.every((n) => n.status === "ready")) return nodes;
+        const managers = nodes.filter((n) => n.role === "manager").length;
+        // Settled, not only "ready": every node holds its session, a manager on another manager
+        // when there is one (the first manager is ready by construction before its session opens,
+        // and moves it off itself once a second manager joins: a session count read earlier moves).
+        const why = (n: LsNode): string | undefined =>
+          n.status !== "ready"
+            ? n.status
+            : !n.session
+              ? "ready, no session yet"
+              : n.role === "manager" && managers > 1 && n.session.managerId === n.id
+                ? "ready, its session still on itself"
+                : undefined;
+        const unsettled = nodes.filter((n) => why(n) !== undefined);
+        if (nodes.length === count && unsettled.length === 0) return nodes;
         // The failure names who is missing or not ready, not only that the wait ran out.
         notReady.clear();
-        for (const n of nodes) if (n.status !== "ready") notReady.add(n.id);
-        last = `${nodes.length} listed; not ready: ${nodes
-          .filter((n) => n.status !== "ready")
-          .map((n) => `${this.nameOfOrId(n.id)}=${n.status}`)
+        for (const n of unsettled) notReady.add(n.id);
+        last = `${nodes.length} listed; not ready: ${unsettled
+          .map((n) => `${this.nameOfOrId(n.id)}=${why(n)}`)
           .join(", ")}`;
         throw new Error(last);
         // Each probe is a nodectl process (~0.1 s of CPU): polling faster would itself load 2 cores.

@@ -300,8 +300,11 @@ describe("cluster: 1-minute certificates renew on their own, hitlessly", functio
   it("every node renews at least twice with no session dropped and no election", async () => {
     const names = [...c.nodes.keys()];
     const changes = await Promise.all(["m1", "m2", "m3"].map((m) => c.metric(m, "nodectl_raft_term")));
-    // m1 opened two sessions before this point: on itself, then on another manager once one joined.
+    // Every session is settled (allReady): m1's is on another manager, so no count below moves on its own.
     const connects = await Promise.all(names.map((n) => c.metric(n, "nodectl_session_connects_total")));
+    const handshakes = await Promise.all(
+      ["m1", "m2", "m3"].map((m) => c.metric(m, "nodectl_tls_handshakes_total")),
+    );
     // A renewal comes between 50 % and 80 % of a 1-minute life: two within ~100 s.
     await waitUntil("two renewals on every node", 150_000, async () => {
       const counts = await Promise.all(names.map((n) => c.metric(n, "nodectl_certificate_renewals_total")));
@@ -309,6 +312,11 @@ describe("cluster: 1-minute certificates renew on their own, hitlessly", functio
     });
     const after = await Promise.all(names.map((n) => c.metric(n, "nodectl_session_connects_total")));
     expect(after, `sessions opened by ${names.join(", ")}`).to.deep.equal(connects);
+    // Renewals ride each node's session connection: not one new TLS connection on any manager.
+    const handshakesAfter = await Promise.all(
+      ["m1", "m2", "m3"].map((m) => c.metric(m, "nodectl_tls_handshakes_total")),
+    );
+    expect(handshakesAfter, "TLS handshakes completed by m1, m2, m3").to.deep.equal(handshakes);
     expect(await Promise.all(["m1", "m2", "m3"].map((m) => c.metric(m, "nodectl_raft_term")))).to.deep.equal(
       changes,
     );

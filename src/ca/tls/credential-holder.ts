@@ -7,12 +7,13 @@
 // on the server and builds a fresh context per connection attempt on clients).
 // The server side also loads the revocation lists the manager pushes (one per root,
 // signed by it): a removed node's certificates then fail the TLS handshake itself.
-import type { X509Certificate } from "node:crypto";
+import { createPrivateKey, type KeyObject, type X509Certificate } from "node:crypto";
 import { createSecureContext, type PeerCertificate, type SecureContextOptions } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "../../log/logger.js";
 import { trustBundleFromPem, verifyCertificates } from "../chain.js";
 import { CaError, CredentialsRejectedError } from "../errors.js";
+import { memoizeByString } from "../memo.js";
 import { type NodeIdentity, parseNodeCertificate } from "../node-identity.js";
 import { certificatesFromPem, pemOf } from "../pem.js";
 import type { NodeRole } from "../profile.js";
@@ -48,7 +49,9 @@ export interface ChannelCredentialOptions {
 }
 
 export class TlsCredentialHolder implements CertificateProvider, SecureContextSource {
-  private identity: NodeTlsIdentity;
+  // Definitely assigned in the constructor, through validateIdentity (which reads them first).
+  private identity!: NodeTlsIdentity;
+  private privateKey: KeyObject | undefined;
   private identityInfo: NodeIdentity;
   private trustBundlePem: string;
   private revocationLists: CheckedRevocationList[] = [];
@@ -77,6 +80,11 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     return this.identityInfo;
   }
 
+  /** The private key new handshakes use (a renewal signs its CSR with it: the key stays). */
+  get currentPrivateKey(): KeyObject {
+    return this.privateKey as KeyObject;
+  }
+
   get currentTrustBundlePem(): string {
     return this.trustBundlePem;
   }
@@ -99,6 +107,11 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     this.serverContextChanged();
   }
 
+  /** A renewed certificate for the key held now (renewals keep the key). Throws CredentialsRejectedError and keeps the old one if invalid. */
+  replaceCertificate(certificateChainPem: string): void {
+    this.replaceIdentity({ privateKeyPem: this.identity.privateKeyPem, certificateChainPem });
+  }
+
   /** A new set of trusted roots (grown to old+new, or shrunk to new, during a root rotation). */
   replaceTrustBundle(trustBundlePem: string): void {
     try {
@@ -106,7 +119,7 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     } catch (error) {
       throw this.rejected("trust bundle", error);
     }
-    this.logger.info({ roots: certificatesFromPem(trustBundlePem, 16).length }, "trust bundle replaced");
+    this.logger.info({ roots: trustBundleFromPem(this.trustBundlePem).length }, "trust bundle replaced");
     const update = this.caUpdate();
     for (const listener of this.caListeners) listener(update);
     // Lists re-checked against the new roots; a root with no list yet stops them all (servedRevocationLists).
@@ -296,8 +309,16 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
         privateKeyPem: identity.privateKeyPem,
         certificateChainPem: pemOf([leaf, ...intermediates]),
       };
-      // Builds the context OpenSSL would use: catches an unparseable key and a key that does not match the leaf.
-      createSecureContext({ key: validated.privateKeyPem, cert: validated.certificateChainPem });
+      if (validated.privateKeyPem !== this.identity?.privateKeyPem) {
+        // A new key: build the context OpenSSL would use (catches an unparseable key and a
+        // key that does not match the leaf) and keep the parsed key for the renewals to come.
+        createSecureContext({ key: validated.privateKeyPem, cert: validated.certificateChainPem });
+        this.privateKey = createPrivateKey(validated.privateKeyPem);
+      } else if (!leaf.checkPrivateKey(this.privateKey as KeyObject)) {
+        // The same key (renewals keep it): a new context per renewal cost more than the rest
+        // of a renewal on the node; the match is what could differ, checked against the key held.
+        throw new CredentialsRejectedError("the certificate does not match this node's private key");
+      }
       verifyCertificates(leaf, intermediates, trustBundleFromPem(trustBundlePem), this.now());
       const info = parseNodeCertificate(leaf.raw);
       if (expectedClusterId !== undefined && info.clusterId !== expectedClusterId) {
@@ -324,15 +345,20 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
 /** The bundle to push: only the roots checked here, re-encoded, whatever else the input held. */
 function validateTrustBundle(trustBundlePem: string): string {
   try {
-    // OpenSSL would also trust blocks our parser skips ("TRUSTED CERTIFICATE", "X509 CERTIFICATE").
-    const validated = pemOf(trustBundleFromPem(trustBundlePem));
-    createSecureContext({ ca: validated });
-    return validated;
+    return validatedBundle(trustBundlePem);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new CredentialsRejectedError(`trust bundle: ${reason}`, { cause: error });
   }
 }
+
+// Once per distinct bundle: in a rotation every node of a process is handed the same one.
+const validatedBundle = memoizeByString((trustBundlePem: string): string => {
+  // OpenSSL would also trust blocks our parser skips ("TRUSTED CERTIFICATE", "X509 CERTIFICATE").
+  const validated = pemOf(trustBundleFromPem(trustBundlePem));
+  createSecureContext({ ca: validated });
+  return validated;
+});
 
 /** Same CA for revocation purposes: same subject and key (a root and its cross-signed twin are). */
 function sameCa(a: X509Certificate, b: X509Certificate): boolean {

@@ -27,7 +27,12 @@ const hooked = new WeakSet<TlsServer>();
  * Call once the server is bound (its listening sockets exist). Idempotent per listener.
  * Returns how many TLS listeners it guards.
  */
-export function refuseUnverifiedClientCertificates(server: grpc.Server, logger: Logger): number {
+export function refuseUnverifiedClientCertificates(
+  server: grpc.Server,
+  logger: Logger,
+  /** Told of every completed handshake: whether it was kept (false: refused here). */
+  onHandshake?: (kept: boolean) => void,
+): number {
   const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
   if (!(listeners instanceof Map)) throw new TlsHookUnavailableError("no http2Servers map");
   let guarded = 0;
@@ -38,18 +43,22 @@ export function refuseUnverifiedClientCertificates(server: grpc.Server, logger: 
     hooked.add(listener);
     // Prepended: runs before the HTTP/2 layer makes a session of the connection.
     listener.prependListener("secureConnection", (socket: Duplex) => {
-      if (socket instanceof TLSSocket) refuseIfUnverified(socket, logger);
+      if (!(socket instanceof TLSSocket)) return;
+      // Checked first, on its own line: inside `onHandshake?.(...)` it would not run without a listener.
+      const refused = refuseIfUnverified(socket, logger);
+      onHandshake?.(!refused);
     });
   }
   if (guarded === 0) throw new TlsHookUnavailableError("no TLS listener found");
   return guarded;
 }
 
-function refuseIfUnverified(socket: TLSSocket, logger: Logger): void {
-  if (socket.authorized) return;
+/** Whether the connection was refused (destroyed). */
+function refuseIfUnverified(socket: TLSSocket, logger: Logger): boolean {
+  if (socket.authorized) return false;
   const peer = socket.getPeerCertificate();
   // No certificate sent: only public methods will answer it (the interceptor decides).
-  if (!peer?.raw) return;
+  if (!peer?.raw) return false;
   // Node types it as an Error; at run time it is OpenSSL's code, e.g. "CERT_REVOKED".
   const reason = String(socket.authorizationError);
   logger.warn(
@@ -63,4 +72,5 @@ function refuseIfUnverified(socket: TLSSocket, logger: Logger): void {
     "refused a client certificate at the TLS handshake",
   );
   socket.destroy();
+  return true;
 }
