@@ -170,3 +170,79 @@ export class WorkerGenerator {
     clearTimeout(timer);
   }
 }
+
+/**
+ * K load-generator children, the workers split evenly among them: one process runs on
+ * one core, and at a few thousand workers one process is saturated by their
+ * heartbeats and renewals alone (then it, not the cluster, is what the benchmark
+ * measures). Each child keeps its workers' state dirs under its own folder.
+ */
+export class GeneratorPool {
+  private constructor(readonly generators: WorkerGenerator[]) {}
+
+  static start(count: number, options: { logFile?: string; profileDir?: string } = {}): GeneratorPool {
+    return new GeneratorPool(
+      Array.from({ length: Math.max(1, count) }, (_, i) =>
+        WorkerGenerator.start({
+          logFile: options.logFile && count > 1 ? `${options.logFile}.${i}` : options.logFile,
+          profileDir: options.profileDir,
+        }),
+      ),
+    );
+  }
+
+  /** CPU seconds the children used so far. */
+  cpuSeconds(): number {
+    return sum(this.generators.map((g) => cpuSeconds(g.pid)));
+  }
+
+  async join(job: JoinJob, deadlineMs: number, onProgress: (joined: number) => void) {
+    const k = this.generators.length;
+    const joinedBy = new Array<number>(k).fill(0);
+    const results = await Promise.all(
+      this.generators.map((g, i) =>
+        g.join(
+          {
+            ...job,
+            baseDir: `${job.baseDir}/g${i}`,
+            count: Math.floor(job.count / k) + (i < job.count % k ? 1 : 0),
+            concurrency: Math.max(1, Math.ceil(job.concurrency / k)),
+          },
+          deadlineMs,
+          (n) => {
+            joinedBy[i] = n;
+            onProgress(sum(joinedBy));
+          },
+        ),
+      ),
+    );
+    return {
+      joined: sum(results.map((r) => r.joined)),
+      ms: Math.max(...results.map((r) => r.ms)),
+      overloadedRetries: sum(results.map((r) => r.overloadedRetries)),
+    };
+  }
+
+  async counts(deadlineMs = 30_000): Promise<Counts> {
+    const all = await Promise.all(this.generators.map((g) => g.counts(deadlineMs)));
+    const merged = (pick: (c: Counts) => Record<string, number>) => {
+      const out: Record<string, number> = {};
+      for (const c of all) for (const [key, n] of Object.entries(pick(c))) out[key] = (out[key] ?? 0) + n;
+      return out;
+    };
+    return {
+      workers: sum(all.map((c) => c.workers)),
+      sessionConnects: sum(all.map((c) => c.sessionConnects)),
+      renewals: sum(all.map((c) => c.renewals)),
+      fatal: sum(all.map((c) => c.fatal)),
+      rssMb: sum(all.map((c) => c.rssMb)),
+      cpuS: sum(all.map((c) => c.cpuS)),
+      heldIssuers: merged((c) => c.heldIssuers),
+      trustBundles: merged((c) => c.trustBundles),
+    };
+  }
+
+  async stop(deadlineMs = 30_000): Promise<void> {
+    await Promise.all(this.generators.map((g) => g.stop(deadlineMs)));
+  }
+}

@@ -1,10 +1,11 @@
-// npm run bench:rotation [-- --workers 1000 --runs 1 --fresh --heartbeat-ms MS --concurrency 24]
+// npm run bench:rotation [-- --workers 1000 --runs 1 --fresh --heartbeat-ms MS --concurrency 24 --generators K]
 // Issue 11's benchmark: how long a root rotation of a running cluster takes, and what it
 // costs. Three manager processes (`nodectl init` + two `nodectl join`, real processes on
-// loopback through scripts/lib/local-nodes.ts) and N workers held by one load-generator
-// child (rotation-workers.ts: real NodeDaemons with their own keys, certificates,
-// sessions and renewal loops). Once all N+3 nodes are ready, the managers' counters,
-// CPU time and the workers' session connects are read, `nodectl ca rotate` runs to its
+// loopback through scripts/lib/local-nodes.ts) and N workers held by load-generator
+// children (rotation-workers.ts: real NodeDaemons with their own keys, certificates,
+// sessions and renewal loops; one child per 2,000 workers, since one process is one
+// core). Once all N+3 nodes are ready, the managers' counters, CPU time and the
+// workers' session connects are read, `nodectl ca rotate` runs to its
 // "Rotation done", and everything is read again. Prints one JSON line per rotation:
 //   {"workers","rotation_s","reconnects","elections","manager_rss_mb","manager_cpu_s",...}
 // rotation_s is the wall time of `nodectl ca rotate` from spawn to exit, as an operator
@@ -23,21 +24,15 @@ import { Command } from "commander";
 import type { RotationJson } from "../../src/cli/format.js";
 import { EXIT_STATUS, watchForEnd } from "../lib/exit-guard.js";
 import { type LocalNode, LocalNodes, waitFor } from "../lib/local-nodes.js";
-import {
-  cpuSeconds,
-  loadAverage,
-  managerDelta,
-  rssMb,
-  sampleManagers,
-  WorkerGenerator,
-} from "./rotation-probes.js";
+import { GeneratorPool, loadAverage, managerDelta, rssMb, sampleManagers } from "./rotation-probes.js";
 
 const opts = new Command()
   .option("--workers <n>", "workers held by the load generator", "1000")
   .option("--runs <k>", "rotations to measure", "1")
   .option("--fresh", "a new cluster for every run (default: the runs rotate one cluster in turn)")
   .option("--heartbeat-ms <ms>", "NODECTL_HEARTBEAT_MS for every node (default: the product's, 5000)")
-  .option("--concurrency <n>", "joins in flight at once in the load generator", "24")
+  .option("--concurrency <n>", "joins in flight at once over the load generators", "24")
+  .option("--generators <k>", "load-generator processes holding the workers (default: one per 2,000 workers)")
   .option("--ls-max <n>", "above this many workers, readiness is read from sessions_open, not ls", "2000")
   .option("--rotate-timeout-s <s>", "give up on ca rotate after this long (default max(120, N/10))")
   .option(
@@ -56,6 +51,7 @@ const opts = new Command()
     fresh?: boolean;
     heartbeatMs?: string;
     concurrency: string;
+    generators?: string;
     lsMax: string;
     keepDir?: boolean;
     settleS: string;
@@ -68,13 +64,14 @@ const N = Number(opts.workers);
 const RUNS = Number(opts.runs);
 const HEARTBEAT_MS = opts.heartbeatMs === undefined ? undefined : Number(opts.heartbeatMs);
 const USE_LS = N <= Number(opts.lsMax);
+const GENERATORS = opts.generators === undefined ? Math.ceil(N / 2000) : Number(opts.generators);
 const log = (line: string) => process.stderr.write(`[bench:rotation ${new Date().toISOString()}] ${line}\n`);
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 interface Cluster {
   nodes: LocalNodes;
   managers: LocalNode[];
-  generator: WorkerGenerator;
+  generator: GeneratorPool;
   joinS: number;
   overloadedRetries: number;
 }
@@ -83,7 +80,7 @@ interface Cluster {
 let failed = false; // then the state dirs and logs are kept, for the report
 const live = new Set<Cluster>();
 const pendingNodes = new Set<LocalNodes>();
-const pendingGenerators = new Set<WorkerGenerator>();
+const pendingGenerators = new Set<GeneratorPool>();
 
 async function startCluster(): Promise<Cluster> {
   const nodes = LocalNodes.create({
@@ -108,7 +105,10 @@ async function startCluster(): Promise<Cluster> {
     (await nodes.ls(m1)).filter((n) => n.status === "ready").length === 3 ? true : undefined,
   );
   const token = await nodes.joinToken(m1, "worker");
-  const generator = WorkerGenerator.start({ logFile: opts.generatorLog, profileDir: opts.generatorProf });
+  const generator = GeneratorPool.start(GENERATORS, {
+    logFile: opts.generatorLog,
+    profileDir: opts.generatorProf,
+  });
   pendingGenerators.add(generator);
   const t0 = Date.now();
   const joined = await generator.join(
@@ -256,7 +256,7 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
         renewals: gen ? gen.renewals - genBefore.renewals : null,
         workers_holding_issuers: gen?.heldIssuers ?? null,
         generator_cpu_s: gen ? round(gen.cpuS - genCpuBefore) : null,
-        generator_cpu_total_s: cpuSeconds(c.generator.pid),
+        generator_cpu_total_s: c.generator.cpuSeconds(),
         manager_sessions_open: after.map((s) => s.sessionsOpen),
         loadavg_before: loadBefore,
         loadavg_after: loadAverage(),
@@ -307,6 +307,7 @@ async function rotateOnce(c: Cluster, run: number): Promise<RotationResult> {
     sessions_open: [delta.sessionsOpenBefore, delta.sessionsOpenAfter],
     generator_cpu_s: round(genAfter.cpuS - genCpuBefore),
     generator_rss_mb: genAfter.rssMb,
+    generators: GENERATORS,
     manager_rss_each_mb: after.map((s) => rssMb(s.pid)),
     join_s: c.joinS,
     overloaded_retries: c.overloadedRetries,
@@ -334,7 +335,7 @@ async function settleHeld(c: Cluster, rootKeyId: string) {
   }
 }
 
-async function closeCluster(c: Cluster | undefined, nodes?: LocalNodes, generator?: WorkerGenerator) {
+async function closeCluster(c: Cluster | undefined, nodes?: LocalNodes, generator?: GeneratorPool) {
   const gen = c?.generator ?? generator;
   const lns = c?.nodes ?? nodes;
   if (gen) {

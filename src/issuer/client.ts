@@ -4,7 +4,7 @@
 // token and refuse, sending nothing else, on a mismatch; then send the CSR with the
 // token over TLS verified against that root, and wait for the recorded certificate.
 import { X509Certificate } from "node:crypto";
-import type { PeerCertificate } from "node:tls";
+import { createSecureContext, type PeerCertificate, type SecureContext } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import {
   CertInvalidError,
@@ -202,7 +202,7 @@ export async function checkNodeOnRecord(options: {
 
 /** The manager's root, over TLS that trusts anything: only its digest makes it trustworthy. */
 async function fetchRootUnverified(address: string, deadline: number): Promise<string> {
-  const insecure = grpc.credentials.createSsl(null, null, null, {
+  const insecure = grpc.credentials.createFromSecureContext(trustingNothing(), {
     rejectUnauthorized: false,
     checkServerIdentity: () => undefined,
   });
@@ -215,6 +215,18 @@ async function fetchRootUnverified(address: string, deadline: number): Promise<s
   } finally {
     client.close();
   }
+}
+
+/**
+ * A TLS context with no trusted root at all, made once: nothing is verified on the
+ * unverified root fetch anyway. `createSsl(null)` would load the system's roots on every
+ * call (grpc-js reads GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, set on Debian-based images: ~17 ms
+ * a join here, most of a load generator's CPU during a 5,000-node join).
+ */
+let emptyTrust: SecureContext | undefined;
+function trustingNothing(): SecureContext {
+  emptyTrust ??= createSecureContext({ ca: [] });
+  return emptyTrust;
 }
 
 /** Verified against the checked root; the server must be a manager of that cluster. */
