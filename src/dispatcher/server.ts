@@ -83,6 +83,8 @@ interface OpenSession {
   renewToldAtMs: number;
   renewDelayMs: number;
   readonly openedAtMs: number;
+  /** Said once: the state records this node's session on another live manager. */
+  warnedHeldElsewhere?: boolean;
 }
 
 export class Dispatcher {
@@ -235,16 +237,32 @@ export class Dispatcher {
       this.logger.info({ code: refusal.code, nodeId }, refusal.message);
       return [asServiceError(refusal)];
     }
-    const recorded = this.options.state.node(nodeId);
-    this.liveness.heard(
-      nodeId,
-      recorded?.status === NodeStatus.NODE_STATUS_READY &&
-        recorded.session?.managerId === this.options.selfNodeId,
-      session.openedAtMs,
-    );
+    this.liveness.heard(nodeId, this.recordedWell(session), session.openedAtMs);
     this.heartbeatsReceived++;
     this.noteRotation(nodeId, call.request.trustedRootKeyIds, call.request.certificateIssuerKeyId);
     return [null, { heartbeatPeriodMs: this.periodMs }];
+  }
+
+  /**
+   * Whether the state can stay as it is for a node heartbeating here: ready on this manager,
+   * or ready on another manager that is up. The latter is not this session's story (two
+   * processes with one identity, a cloned state dir): said once, and not fought over in the
+   * log. Down, or ready on a manager that is down or gone: no (the heartbeat records it ready here).
+   */
+  private recordedWell(session: OpenSession): boolean {
+    const recorded = this.options.state.node(session.nodeId);
+    if (recorded?.status !== NodeStatus.NODE_STATUS_READY) return false;
+    const holder = recorded.session?.managerId;
+    if (holder === this.options.selfNodeId) return true;
+    const elsewhereUp = this.managers.some((m) => m.nodeId === holder && m.weight === UP_MANAGER_WEIGHT);
+    if (elsewhereUp && !session.warnedHeldElsewhere) {
+      session.warnedHeldElsewhere = true;
+      this.logger.warn(
+        { nodeId: session.nodeId, session: session.id, recordedOn: holder },
+        "a node heartbeats here while the cluster records its session on another live manager: two processes may share its identity",
+      );
+    }
+    return elsewhereUp;
   }
 
   /** The caller removes itself, as `rm --force` would; its session closes with the removal. */

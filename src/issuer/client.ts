@@ -225,7 +225,8 @@ async function fetchRootUnverified(address: string, deadline: number): Promise<s
  */
 let emptyTrust: SecureContext | undefined;
 function trustingNothing(): SecureContext {
-  emptyTrust ??= createSecureContext({ ca: [] });
+  // The cipher list an operator set for grpc-js (createSsl applies it; this must too).
+  emptyTrust ??= createSecureContext({ ca: [], ciphers: process.env.GRPC_SSL_CIPHER_SUITES });
   return emptyTrust;
 }
 

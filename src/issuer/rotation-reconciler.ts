@@ -56,9 +56,8 @@ export class RootRotationReconciler {
     const newKeyId = rotation?.newRoot?.keyId;
     if (!rotation || !newKeyId || !this.raft.leadership().isSelf) return;
     // A pass runs on every applied change: a scan that stops at the first pending node, no sort.
-    const nodes = this.state.unorderedNodes();
     const every = (done: (n: Node) => boolean) => {
-      for (const n of nodes) if (!done(n)) return false;
+      for (const n of this.state.unorderedNodes()) if (!done(n)) return false;
       return true;
     };
     if (rotation.phase === RotationPhase.ROTATION_PHASE_RENEW && every((n) => renewedFor(n, newKeyId))) {

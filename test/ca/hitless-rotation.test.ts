@@ -190,6 +190,7 @@ describe("ca/tls: hitless rotation of certificates and trust bundles (DESIGN.md 
 
   it("rejects an invalid push and keeps serving the last good credentials", async () => {
     const before = serverHolder.currentIdentity.serialNumber;
+    const keyBefore = serverHolder.currentPrivateKey;
     const other = issueNode(rootB, "manager", "m-1");
     const mismatched = {
       privateKeyPem: issueNode(rootB, "manager", "x").privateKeyPem,
@@ -220,6 +221,8 @@ describe("ca/tls: hitless rotation of certificates and trust bundles (DESIGN.md 
     expect(() => serverHolder.replaceTrustBundle("not a bundle")).to.throw(/trust bundle/);
     expect(() => serverHolder.replaceTrustBundle(other.certificateChainPem)).to.throw(/not a CA/);
     expect(serverHolder.currentIdentity.serialNumber).to.equal(before);
+    // Refused identities with other keys leave the key held (the next renewal's CSR) as it was.
+    expect(serverHolder.currentPrivateKey).to.equal(keyBefore);
     expect(serverHolder.currentTrustBundlePem).to.equal(rootB.certificatePem);
     expect(await callUnary(newConnection(), ECHO.whoami)).to.equal(clientHolder.currentIdentity.serialNumber);
     expect(seenServers.at(-1)?.serialNumber).to.equal(before);

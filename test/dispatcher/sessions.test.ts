@@ -125,6 +125,32 @@ describe("dispatcher: sessions on one manager", function () {
     expect(client.sessionConnects).to.equal(1);
   });
 
+  it("a node the state records on another live manager is not fought over: its heartbeats here record nothing", async () => {
+    cluster = await TestCluster.start(2, ["w1"]);
+    const [m1] = cluster.managers;
+    await cluster.connect("w1", [cluster.managerList()[0]!]);
+    await cluster.converged("w1 ready on m1", (s) => s.node("w1")?.session?.managerId === "m1");
+    // What a second process with w1's identity, holding a session on m2, would have recorded.
+    await cluster.propose({
+      $case: "recordSessions",
+      value: {
+        transitions: [
+          { nodeId: "w1", status: NodeStatus.NODE_STATUS_READY, managerId: "m2", atMs: Date.now() },
+        ],
+      },
+    });
+    await cluster.converged("w1 recorded on m2", (s) => s.node("w1")?.session?.managerId === "m2");
+    const transitions = m1!.dispatcher.recorded.transitions;
+    const heartbeats = m1!.dispatcher.heartbeatsReceived;
+    await waitFor(
+      "5 more heartbeats of w1 on m1",
+      () => m1!.dispatcher.heartbeatsReceived >= heartbeats + 5,
+      5_000,
+    );
+    expect(m1!.dispatcher.recorded.transitions, "transitions m1 recorded").to.equal(transitions);
+    expect(m1!.state.node("w1")?.session?.managerId).to.equal("m2");
+  });
+
   it("a restarted dispatcher records down the sessions of its previous run that never came back", async () => {
     cluster = await TestCluster.start(1, ["w1", "w2"]);
     const m1 = cluster.managers[0]!;

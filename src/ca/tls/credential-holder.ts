@@ -49,9 +49,9 @@ export interface ChannelCredentialOptions {
 }
 
 export class TlsCredentialHolder implements CertificateProvider, SecureContextSource {
-  // Definitely assigned in the constructor, through validateIdentity (which reads them first).
+  // Assigned in the constructor from validateIdentity (which reads them first: undefined then).
   private identity!: NodeTlsIdentity;
-  private privateKey: KeyObject | undefined;
+  private privateKey!: KeyObject;
   private identityInfo: NodeIdentity;
   private trustBundlePem: string;
   private revocationLists: CheckedRevocationList[] = [];
@@ -68,7 +68,7 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     this.logger = options.logger.child({ component: "tls-credentials" });
     this.now = options.now ?? (() => new Date());
     this.trustBundlePem = validateTrustBundle(options.trustBundlePem);
-    [this.identity, this.identityInfo] = this.validateIdentity(
+    [this.identity, this.identityInfo, this.privateKey] = this.validateIdentity(
       options.identity,
       this.trustBundlePem,
       undefined,
@@ -82,7 +82,7 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
 
   /** The private key new handshakes use (a renewal signs its CSR with it: the key stays). */
   get currentPrivateKey(): KeyObject {
-    return this.privateKey as KeyObject;
+    return this.privateKey;
   }
 
   get currentTrustBundlePem(): string {
@@ -91,13 +91,15 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
 
   /** A renewed certificate (and possibly key). Throws CredentialsRejectedError and keeps the old one if invalid. */
   replaceIdentity(identity: NodeTlsIdentity): void {
-    const [validated, info] = this.validateIdentity(
+    const [validated, info, key] = this.validateIdentity(
       identity,
       this.trustBundlePem,
       this.identityInfo.clusterId,
     );
+    // All three together, once every check passed: a refused identity changes none of them.
     this.identity = validated;
     this.identityInfo = info;
+    this.privateKey = key;
     this.logger.info(
       { nodeId: info.nodeId, role: info.role, serial: info.serialNumber, issuerKeyId: info.issuerKeyId },
       "node certificate replaced; new handshakes use it",
@@ -299,7 +301,7 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
     identity: NodeTlsIdentity,
     trustBundlePem: string,
     expectedClusterId: string | undefined,
-  ): [NodeTlsIdentity, NodeIdentity] {
+  ): [NodeTlsIdentity, NodeIdentity, KeyObject] {
     try {
       const [leaf, ...intermediates] = certificatesFromPem(identity.certificateChainPem);
       if (!leaf) throw new CredentialsRejectedError("empty certificate chain");
@@ -309,14 +311,17 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
         privateKeyPem: identity.privateKeyPem,
         certificateChainPem: pemOf([leaf, ...intermediates]),
       };
-      if (validated.privateKeyPem !== this.identity?.privateKeyPem) {
+      let key = this.privateKey;
+      if (!key || validated.privateKeyPem !== this.identity?.privateKeyPem) {
         // A new key: build the context OpenSSL would use (catches an unparseable key and a
         // key that does not match the leaf) and keep the parsed key for the renewals to come.
         createSecureContext({ key: validated.privateKeyPem, cert: validated.certificateChainPem });
-        this.privateKey = createPrivateKey(validated.privateKeyPem);
-      } else if (!leaf.checkPrivateKey(this.privateKey as KeyObject)) {
+        key = createPrivateKey(validated.privateKeyPem);
+      } else if (!leaf.checkPrivateKey(key)) {
         // The same key (renewals keep it): a new context per renewal cost more than the rest
         // of a renewal on the node; the match is what could differ, checked against the key held.
+        // (OpenSSL's load-time checks of the chain itself are not repeated: our CA signs with
+        // SHA-256 on P-256, and verifyCertificates below checks the chain.)
         throw new CredentialsRejectedError("the certificate does not match this node's private key");
       }
       verifyCertificates(leaf, intermediates, trustBundleFromPem(trustBundlePem), this.now());
@@ -326,7 +331,7 @@ export class TlsCredentialHolder implements CertificateProvider, SecureContextSo
           `certificate is for cluster ${info.clusterId}, not ${expectedClusterId}`,
         );
       }
-      return [validated, info];
+      return [validated, info, key];
     } catch (error) {
       throw this.rejected("node certificate", error);
     }
