@@ -74,6 +74,8 @@ export class GatedLog implements Proposer, LinearizableReader {
 
 export interface CaServer {
   address: string;
+  /** This manager's node id (its certificate's CN). */
+  nodeId: string;
   clusterId: string;
   root: RootCA;
   state: ClusterState;
@@ -256,6 +258,7 @@ async function startManager(
   );
   return {
     address: `127.0.0.1:${port}`,
+    nodeId: identity.nodeId,
     clusterId: root.clusterId,
     root,
     state,
