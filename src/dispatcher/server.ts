@@ -55,6 +55,12 @@ export interface DispatcherOptions {
   leadership?: Pick<LeadershipEvents, "leadership">;
   logger: Logger;
   heartbeatPeriodMs?: number;
+  /**
+   * Whether this manager (node id) has been heard from lately by other means (the Raft
+   * log's own traffic): the leader does not adopt the sessions of a manager it hears,
+   * whatever that manager's own session status says.
+   */
+  managerHeard?(managerNodeId: string, withinMs: number): boolean;
   /** A node silent this many periods is down. */
   missedPeriods?: number;
   maxSessions?: number;
@@ -487,7 +493,11 @@ export class Dispatcher {
       const holder = node.session?.managerId;
       if (node.status !== NodeStatus.NODE_STATUS_READY || !holder || this.liveness.isTracked(node.id))
         continue;
-      if (holder === self ? !this.sessions.has(node.id) : leads && !liveManagers.has(holder)) {
+      const orphaned =
+        holder === self
+          ? !this.sessions.has(node.id)
+          : leads && !liveManagers.has(holder) && !this.options.managerHeard?.(holder, this.silentAfterMs);
+      if (orphaned) {
         this.liveness.adopt(node.id, holder);
         this.logger.info({ nodeId: node.id, manager: holder }, "session not watched by any manager: adopted");
       }

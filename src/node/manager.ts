@@ -185,6 +185,10 @@ export class Manager {
       log: this.raft,
       authorizer,
       leadership: this.raft,
+      managerHeard: (nodeId, withinMs) => {
+        const raftId = this.state.node(nodeId)?.raftId ?? 0;
+        return raftId !== 0 && this.raft.heardFrom(raftId, withinMs);
+      },
       logger,
       heartbeatPeriodMs: this.options.heartbeatPeriodMs,
     });

@@ -149,4 +149,42 @@ describe("dispatcher: sessions across three managers", function () {
     );
     expect(watched.get(onFollower)!.disconnects.map((d) => d.reason)).to.deep.equal(["NODE_REMOVED"]);
   });
+
+  it("the leader does not adopt the sessions of a manager recorded down while Raft still hears it", async () => {
+    cluster = await TestCluster.start(3, ["w1"]);
+    const leader = cluster.leader() as TestManager;
+    const holder = cluster.managers.find((m) => m !== leader)!;
+    const onHolder = cluster
+      .managerList()
+      .map((m) => ({ ...m, weight: m.nodeId === holder.nodeId ? 100 : 0 }));
+    await cluster.connect("w1", onHolder, () => 0.5);
+    await cluster.converged(
+      "w1 ready on its manager",
+      (s) => s.node("w1")?.session?.managerId === holder.nodeId,
+    );
+    // The holder's own session status says down (its session host missed it on a loaded machine).
+    await cluster.propose({
+      $case: "recordSessions",
+      value: {
+        transitions: [
+          { nodeId: holder.nodeId, status: NodeStatus.NODE_STATUS_DOWN, managerId: "", atMs: Date.now() },
+        ],
+      },
+    });
+    await cluster.converged(
+      "the holder recorded down",
+      (s) => s.node(holder.nodeId)?.status === NodeStatus.NODE_STATUS_DOWN,
+    );
+    const recorded = leader.dispatcher.recorded.transitions;
+    const heartbeats = holder.dispatcher.heartbeatsReceived;
+    // 12 heartbeat periods: 4 down periods, each with an orphan scan on the leader.
+    await waitFor(
+      "12 heartbeats of w1 on its manager",
+      () => holder.dispatcher.heartbeatsReceived >= heartbeats + 12,
+      5_000,
+    );
+    expect(leader.dispatcher.recorded.transitions, "transitions the leader recorded").to.equal(recorded);
+    const w1 = leader.state.node("w1");
+    expect([w1?.status, w1?.session?.managerId]).to.deep.equal([NodeStatus.NODE_STATUS_READY, holder.nodeId]);
+  });
 });

@@ -127,6 +127,11 @@ export class TestCluster {
         log: raft,
         authorizer: p.authorizer,
         leadership: raft,
+        // As src/node/manager.ts wires it: a manager the Raft log hears is alive.
+        managerHeard: (nodeId, withinMs) => {
+          const raftId = p.state.node(nodeId)?.raftId ?? 0;
+          return raftId !== 0 && raft.heardFrom(raftId, withinMs);
+        },
         logger: silentLogger(),
         heartbeatPeriodMs: 100,
         transitionBatchMs: 20,

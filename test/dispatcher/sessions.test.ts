@@ -3,11 +3,11 @@
 // role and hitting the session bound do to the replicated state and to the node.
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
-import { Dispatcher, reasonOf, retryAfterMsOf } from "../../src/dispatcher/index.js";
+import { Dispatcher, reasonOf, retryAfterMsOf, type WeightedManager } from "../../src/dispatcher/index.js";
 import type { SessionMessage } from "../../src/gen/dispatcher/v1/dispatcher.js";
 import { NodeStatus, Role } from "../../src/gen/fsm/v1/state.js";
 import { silentLogger } from "../../src/log/logger.js";
-import { TestCluster, waitFor } from "./fixture.js";
+import { TestCluster, type TestManager, waitFor } from "./fixture.js";
 
 const PERIOD_MS = 100;
 
@@ -127,28 +127,27 @@ describe("dispatcher: sessions on one manager", function () {
 
   it("a node the state records on another live manager is not fought over: its heartbeats here record nothing", async () => {
     cluster = await TestCluster.start(2, ["w1"]);
-    const [m1] = cluster.managers;
-    await cluster.connect("w1", [cluster.managerList()[0]!]);
-    await cluster.converged("w1 ready on m1", (s) => s.node("w1")?.session?.managerId === "m1");
-    // What a second process with w1's identity, holding a session on m2, would have recorded.
-    await cluster.propose({
-      $case: "recordSessions",
-      value: {
-        transitions: [
-          { nodeId: "w1", status: NodeStatus.NODE_STATUS_READY, managerId: "m2", atMs: Date.now() },
-        ],
-      },
-    });
-    await cluster.converged("w1 recorded on m2", (s) => s.node("w1")?.session?.managerId === "m2");
-    const transitions = m1!.dispatcher.recorded.transitions;
-    const heartbeats = m1!.dispatcher.heartbeatsReceived;
-    await waitFor(
-      "5 more heartbeats of w1 on m1",
-      () => m1!.dispatcher.heartbeatsReceived >= heartbeats + 5,
-      5_000,
-    );
-    expect(m1!.dispatcher.recorded.transitions, "transitions m1 recorded").to.equal(transitions);
-    expect(m1!.state.node("w1")?.session?.managerId).to.equal("m2");
+    const [m1, m2] = cluster.managers as [TestManager, TestManager];
+    const [onM1, onM2] = cluster.managerList() as [WeightedManager, WeightedManager];
+    // Two processes with w1's identity (a cloned state dir): one session on m1, then one on m2.
+    const first = await cluster.connect("w1", [onM1]);
+    try {
+      await cluster.converged("w1 ready on m1", (s) => s.node("w1")?.session?.managerId === "m1");
+      await cluster.connect("w1", [onM2]);
+      await cluster.converged("w1 recorded on m2", (s) => s.node("w1")?.session?.managerId === "m2");
+      const transitions = m1.dispatcher.recorded.transitions;
+      const heartbeats = m1.dispatcher.heartbeatsReceived;
+      await waitFor(
+        "5 more heartbeats of w1 on m1",
+        () => m1.dispatcher.heartbeatsReceived >= heartbeats + 5,
+        5_000,
+      );
+      expect(m1.dispatcher.recorded.transitions, "transitions m1 recorded").to.equal(transitions);
+      expect(m1.state.node("w1")?.session?.managerId).to.equal("m2");
+      expect(m2.dispatcher.openSessions).to.equal(1);
+    } finally {
+      first.stop();
+    }
   });
 
   it("a restarted dispatcher records down the sessions of its previous run that never came back", async () => {

@@ -41,6 +41,9 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   private readonly raft: Raft;
   private readonly log: Logger;
   private readonly clock: RuntimeClock;
+  /** Ticks since start, and the tick each member was last heard at (heardFrom). */
+  private ticks = 0;
+  private readonly heardAtTick = new Map<number, number>();
   private readonly ids: RequestIds;
   private readonly opts: Tunables;
   private transport: Transport | undefined;
@@ -123,7 +126,10 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   start(transport: Transport): void {
     this.transport = transport;
     transport.setMembers(this.members.view());
-    this.tickTimer = this.clock.every(this.opts.tickMs, () => this.enqueue({ kind: "tick" }));
+    this.tickTimer = this.clock.every(this.opts.tickMs, () => {
+      this.ticks++;
+      this.enqueue({ kind: "tick" });
+    });
     this.kick();
     this.log.info({ applied: this.applied }, "raft member started");
   }
@@ -234,7 +240,19 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   // ---- transport events ------------------------------------------------------
 
   onMessage(message: Message): void {
+    // The transport delivers only what a bound member's certificate sent.
+    this.heardAtTick.set(message.from, this.ticks);
     this.enqueue({ kind: "message", message });
+  }
+
+  /**
+   * Whether a message from that member reached this one within the last `withinMs`
+   * (counted in this member's ticks): a leader hears every voter at least once per
+   * heartbeat, so a member it has heard from lately is alive, whatever else says.
+   */
+  heardFrom(raftId: number, withinMs: number): boolean {
+    const at = this.heardAtTick.get(raftId);
+    return at !== undefined && (this.ticks - at) * this.opts.tickMs <= withinMs;
   }
 
   onSnapshotStatus(to: number, ok: boolean): void {

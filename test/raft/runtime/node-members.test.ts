@@ -123,4 +123,18 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
     expect(bindings(joiner.transport.current)).to.deep.equal({ 1: "member-1", 2: "member-2" });
     expect(joiner.kv.get("k0")?.value).to.deep.equal(new TextEncoder().encode("v0"));
   });
+
+  it("tells whom it heard from lately: a member answering the leader, not one that stopped or never spoke", async () => {
+    const leader = await startNode(1, { founding: true });
+    await leading(leader.node);
+    const joiner = await startNode(2);
+    await leader.node.addLearner(2, { nodeId: "member-2", address: "a2" });
+    await until("member 2 to have answered the leader", () => leader.node.heardFrom(2, 100));
+    expect(leader.node.heardFrom(3, 1_000_000), "a member never heard").to.equal(false);
+    await joiner.node.stop();
+    net.delete(2);
+    // Ticks of 10 ms: silent for more than 100 ms, it is no longer heard lately (still heard at all).
+    await until("member 2 to fall silent", () => !leader.node.heardFrom(2, 100));
+    expect(leader.node.heardFrom(2, 1_000_000)).to.equal(true);
+  });
 });
