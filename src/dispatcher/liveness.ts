@@ -183,16 +183,28 @@ export class LivenessTracker {
     this.options.batcher.forget(nodeId);
   }
 
-  /** Nodes silent too long: recorded down and no longer tracked. */
-  sweep(): string[] {
+  /**
+   * Nodes silent too long: recorded down and no longer tracked. A node adopted on behalf of
+   * another manager is asked about once more (`stillOrphaned`): if that manager is watched
+   * again by now (heard from, recorded up), the node is only let go, not recorded down.
+   */
+  sweep(stillOrphaned: (nodeId: string, managerId: string) => boolean = () => true): string[] {
     const now = this.options.now();
     const silent: [string, Tracked][] = [];
     for (const entry of this.entries) {
       if (now - entry[1].seenMs <= this.options.silentAfterMs) break; // the rest were heard later
       silent.push(entry);
     }
-    for (const [nodeId, tracked] of silent) this.markDown(nodeId, tracked.managerId, now);
-    return silent.map(([nodeId]) => nodeId);
+    const down: string[] = [];
+    for (const [nodeId, tracked] of silent) {
+      if (tracked.managerId !== this.options.selfId && !stillOrphaned(nodeId, tracked.managerId)) {
+        this.entries.delete(nodeId);
+        continue;
+      }
+      this.markDown(nodeId, tracked.managerId, now);
+      down.push(nodeId);
+    }
+    return down;
   }
 
   private touch(nodeId: string, now: number, managerId: string): void {

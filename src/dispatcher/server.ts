@@ -450,7 +450,7 @@ export class Dispatcher {
     this.retellRenewals();
     if (this.now() - this.lastOrphanScanMs >= this.silentAfterMs) this.adoptOrphans();
     this.closeExpired();
-    for (const nodeId of this.liveness.sweep()) {
+    for (const nodeId of this.liveness.sweep(this.orphanTest())) {
       const session = this.sessions.get(nodeId);
       this.logger.warn(
         { nodeId, open: session !== undefined },
@@ -484,24 +484,36 @@ export class Dispatcher {
    */
   private adoptOrphans(): void {
     this.lastOrphanScanMs = this.now();
-    const self = this.options.selfNodeId;
-    const leads = this.options.leadership?.leadership().isSelf ?? false;
-    const liveManagers = new Set(
-      this.managers.filter((m) => m.weight === UP_MANAGER_WEIGHT).map((m) => m.nodeId),
-    );
+    const orphaned = this.orphanTest();
     for (const node of this.options.state.nodes()) {
       const holder = node.session?.managerId;
       if (node.status !== NodeStatus.NODE_STATUS_READY || !holder || this.liveness.isTracked(node.id))
         continue;
-      const orphaned =
-        holder === self
-          ? !this.sessions.has(node.id)
-          : leads && !liveManagers.has(holder) && !this.options.managerHeard?.(holder, this.silentAfterMs);
-      if (orphaned) {
+      if (orphaned(node.id, holder)) {
         this.liveness.adopt(node.id, holder);
         this.logger.info({ nodeId: node.id, manager: holder }, "session not watched by any manager: adopted");
       }
     }
+  }
+
+  /**
+   * Whether a node recorded ready on `holder` has no manager watching it: on this manager,
+   * when its session here is gone; on another, only for the leader, when that manager is
+   * down or gone and Raft has not heard it for the down period either. Asked when a node is
+   * adopted and again before an adopted node is recorded down (the holder may be back).
+   */
+  private orphanTest(): (nodeId: string, holder: string) => boolean {
+    const self = this.options.selfNodeId;
+    const leads = this.options.leadership?.leadership().isSelf ?? false;
+    let liveManagers: Set<string> | undefined;
+    return (nodeId, holder) => {
+      if (holder === self) return !this.sessions.has(nodeId);
+      if (!leads) return false;
+      liveManagers ??= new Set(
+        this.managers.filter((m) => m.weight === UP_MANAGER_WEIGHT).map((m) => m.nodeId),
+      );
+      return !liveManagers.has(holder) && !this.options.managerHeard?.(holder, this.silentAfterMs);
+    };
   }
 
   // ---- session ends ---------------------------------------------------------------------

@@ -150,6 +150,54 @@ describe("dispatcher: sessions across three managers", function () {
     expect(watched.get(onFollower)!.disconnects.map((d) => d.reason)).to.deep.equal(["NODE_REMOVED"]);
   });
 
+  it("a node the leader adopted is let go, not recorded down, once its manager is heard again", async () => {
+    // Raft misses the holder for one orphan scan (a pause), then hears it again.
+    const asked: boolean[] = [];
+    cluster = await TestCluster.start(3, ["w1"], {
+      managerHeard: () => {
+        asked.push(asked.length > 0);
+        return asked.at(-1)!;
+      },
+    });
+    const leader = cluster.leader() as TestManager;
+    const holder = cluster.managers.find((m) => m !== leader)!;
+    const onHolder = cluster
+      .managerList()
+      .map((m) => ({ ...m, weight: m.nodeId === holder.nodeId ? 100 : 0 }));
+    await cluster.connect("w1", onHolder, () => 0.5);
+    await cluster.converged(
+      "w1 ready on its manager",
+      (s) => s.node("w1")?.session?.managerId === holder.nodeId,
+    );
+    await cluster.propose({
+      $case: "recordSessions",
+      value: {
+        transitions: [
+          { nodeId: holder.nodeId, status: NodeStatus.NODE_STATUS_DOWN, managerId: "", atMs: Date.now() },
+        ],
+      },
+    });
+    await cluster.converged(
+      "the holder recorded down",
+      (s) => s.node(holder.nodeId)?.status === NodeStatus.NODE_STATUS_DOWN,
+    );
+    const recorded = leader.dispatcher.recorded.transitions;
+    await waitFor(
+      "the leader to adopt w1, then ask again before recording it down",
+      () => asked.length >= 2,
+      5_000,
+    );
+    const heartbeats = holder.dispatcher.heartbeatsReceived;
+    await waitFor(
+      "6 more heartbeats of w1 on its manager",
+      () => holder.dispatcher.heartbeatsReceived >= heartbeats + 6,
+      5_000,
+    );
+    expect(leader.dispatcher.recorded.transitions, "transitions the leader recorded").to.equal(recorded);
+    const w1 = leader.state.node("w1");
+    expect([w1?.status, w1?.session?.managerId]).to.deep.equal([NodeStatus.NODE_STATUS_READY, holder.nodeId]);
+  });
+
   it("the leader does not adopt the sessions of a manager recorded down while Raft still hears it", async () => {
     cluster = await TestCluster.start(3, ["w1"]);
     const leader = cluster.leader() as TestManager;

@@ -9,7 +9,14 @@
 // running rounds back to back).
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { ConfChange, ConfChangeType, type Entry, EntryType, type Message } from "../../gen/raft/v1/raft.js";
+import {
+  ConfChange,
+  ConfChangeType,
+  type Entry,
+  EntryType,
+  type Message,
+  MessageType,
+} from "../../gen/raft/v1/raft.js";
 import type { Logger } from "../../log/logger.js";
 import { assert } from "../core/assert.js";
 import { Raft } from "../core/raft.js";
@@ -240,15 +247,24 @@ export class RaftNode extends EventEmitter implements TransportEvents, RaftServi
   // ---- transport events ------------------------------------------------------
 
   onMessage(message: Message): void {
-    // The transport delivers only what a bound member's certificate sent.
-    this.heardAtTick.set(message.from, this.ticks);
+    // The transport delivers only what a bound member's certificate sent. Only answers to
+    // this member's appends and heartbeats count as heard: they prove the sender receives
+    // from here and follows the log; a member that can send but not receive only
+    // campaigns (pre-votes, votes), and that must not keep it looking alive.
+    if (
+      message.type === MessageType.MESSAGE_TYPE_APPEND_RESPONSE ||
+      message.type === MessageType.MESSAGE_TYPE_HEARTBEAT_RESPONSE
+    )
+      this.heardAtTick.set(message.from, this.ticks);
     this.enqueue({ kind: "message", message });
   }
 
   /**
-   * Whether a message from that member reached this one within the last `withinMs`
-   * (counted in this member's ticks): a leader hears every voter at least once per
-   * heartbeat, so a member it has heard from lately is alive, whatever else says.
+   * Whether that member answered an append or heartbeat of this one within the last
+   * `withinMs`, counted in this member's ticks (a delayed tick timer makes a stall count
+   * short, so the answer errs towards "heard": a caller deciding a member is gone waits
+   * longer, never less). A leader hears every follower at least once per heartbeat, so a
+   * member it heard from lately is alive, whatever else says.
    */
   heardFrom(raftId: number, withinMs: number): boolean {
     const at = this.heardAtTick.get(raftId);

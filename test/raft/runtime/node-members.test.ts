@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
+import { Message, MessageType } from "../../../src/gen/raft/v1/raft.js";
 import { PutRequest } from "../../../src/gen/testbed/kv/v1/kv.js";
 import { silentLogger } from "../../../src/log/logger.js";
 import { bootstrapState, joiningState } from "../../../src/raft/core/bootstrap.js";
@@ -136,5 +137,11 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
     // Ticks of 10 ms: silent for more than 100 ms, it is no longer heard lately (still heard at all).
     await until("member 2 to fall silent", () => !leader.node.heardFrom(2, 100));
     expect(leader.node.heardFrom(2, 1_000_000)).to.equal(true);
+    // A member that can send but not receive only campaigns: its pre-votes are not answers.
+    leader.node.onMessage(
+      Message.fromPartial({ type: MessageType.MESSAGE_TYPE_PRE_VOTE, from: 2, to: 1, term: 1_000 }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(leader.node.heardFrom(2, 100), "a pre-vote is not an answer").to.equal(false);
   });
 });
