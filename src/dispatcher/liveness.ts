@@ -24,6 +24,9 @@ export class TransitionBatcher {
   private inFlight = false;
   /** The nodes of the batch in flight. */
   private inFlightIds = new Set<string>();
+  /** Counts batches sent; the outcome of one abandoned at a leader change is not waited for. */
+  private generation = 0;
+  private inFlightBatch: SessionTransition[] = [];
   private stopped = false;
   /** Proposals that reached the log, and the transitions in them (for tests and metrics). */
   proposals = 0;
@@ -66,6 +69,29 @@ export class TransitionBatcher {
     this.pending.clear();
   }
 
+  /**
+   * The known leader changed. A batch in flight may have gone to a leader that died with
+   * it, and would be waited on for the whole proposal timeout: its transitions are sent
+   * again now (unless a newer one of the node waits), and a retry waiting out its delay
+   * goes at once. Sending a transition twice is harmless (apply records the same fact),
+   * and order holds: the old batch can only commit at an earlier index than anything
+   * proposed in the new term, or not at all.
+   */
+  leaderChanged(): void {
+    if (this.stopped) return;
+    if (this.inFlight) {
+      this.generation++;
+      for (const t of this.inFlightBatch) if (!this.pending.has(t.nodeId)) this.pending.set(t.nodeId, t);
+      this.inFlight = false;
+      this.inFlightIds = new Set();
+      this.inFlightBatch = [];
+    }
+    if (this.pending.size === 0) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.schedule(0);
+  }
+
   private schedule(delayMs: number): void {
     if (this.timer || this.inFlight || this.stopped) return;
     this.timer = setTimeout(() => {
@@ -80,6 +106,8 @@ export class TransitionBatcher {
     this.pending.clear();
     this.inFlight = true;
     this.inFlightIds = new Set(batch.map((t) => t.nodeId));
+    this.inFlightBatch = batch;
+    const generation = ++this.generation;
     let nextDelayMs = this.options.batchMs;
     proposeCommand(this.options.log, { $case: "recordSessions", value: { transitions: batch } })
       .then(() => {
@@ -87,6 +115,7 @@ export class TransitionBatcher {
         this.committedTransitions += batch.length;
       })
       .catch((error: unknown) => {
+        if (generation !== this.generation) return; // abandoned at a leader change: sent again since
         if (error instanceof FsmRefusal) {
           // Nothing changed and retrying cannot help (no cluster yet, a malformed batch).
           this.options.logger.warn({ code: error.code, transitions: batch.length }, error.message);
@@ -101,8 +130,10 @@ export class TransitionBatcher {
         );
       })
       .finally(() => {
+        if (generation !== this.generation) return;
         this.inFlight = false;
         this.inFlightIds = new Set();
+        this.inFlightBatch = [];
         if (this.pending.size > 0) this.schedule(nextDelayMs);
       });
   }

@@ -52,7 +52,8 @@ export interface DispatcherOptions {
   /** Reads the caller's verified certificate (its interceptor has authorized the call already). */
   authorizer: Pick<NodeAuthorizer, "peerIdentity">;
   /** Whether this member leads: the leader alone adopts the orphans of managers that are down. */
-  leadership?: Pick<LeadershipEvents, "leadership">;
+  /** Who leads (orphan adoption is the leader's), and its changes (a batch of transitions in flight is sent again). */
+  leadership?: Pick<LeadershipEvents, "leadership"> & Partial<Pick<LeadershipEvents, "onLeadershipChange">>;
   logger: Logger;
   heartbeatPeriodMs?: number;
   /**
@@ -106,6 +107,7 @@ export class Dispatcher {
   private readonly random: () => number;
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly unwatch: () => void;
+  private readonly unwatchLeadership: () => void;
   private managers: Manager[];
   private stopped = false;
   private lastOrphanScanMs = Number.NEGATIVE_INFINITY;
@@ -136,6 +138,8 @@ export class Dispatcher {
     });
     this.managers = managerListOf(options.state.nodes());
     this.unwatch = options.state.watch((events) => this.onChanges(events));
+    this.unwatchLeadership =
+      options.leadership?.onLeadershipChange?.(() => this.batcher.leaderChanged()) ?? (() => {});
     this.sweepTimer = setInterval(() => this.sweep(), Math.max(10, Math.floor(this.periodMs / 2)));
   }
 
@@ -169,6 +173,7 @@ export class Dispatcher {
     this.stopped = true;
     clearInterval(this.sweepTimer);
     this.unwatch();
+    this.unwatchLeadership();
     this.trust.close();
     for (const session of [...this.sessions.values()]) this.end(session, refusals.stopped());
     this.batcher.close();

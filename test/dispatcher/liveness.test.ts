@@ -12,14 +12,17 @@ import { waitFor } from "./fixture.js";
 /** Answers each proposal with the next scripted outcome (ok when the script is exhausted). */
 class ScriptedLog implements CommandLog {
   readonly batches: SessionTransition[][] = [];
-  constructor(private readonly script: ("ok" | "timeout" | "refuse")[] = []) {}
+  /** Times out the proposals scripted "hang" (sent to a leader that died: no answer until then). */
+  readonly hung: (() => void)[] = [];
+  constructor(private readonly script: ("ok" | "timeout" | "refuse" | "hang")[] = []) {}
 
   async propose(command: Uint8Array): Promise<{ index: number; result: Uint8Array }> {
     const decoded = Command.decode(command).command;
     if (decoded?.$case !== "recordSessions") throw new Error("unexpected command");
     this.batches.push(decoded.value.transitions);
     const outcome = this.script.shift() ?? "ok";
-    if (outcome === "timeout") throw new Error("proposal timed out");
+    if (outcome === "hang") await new Promise<void>((resolve) => this.hung.push(resolve));
+    if (outcome === "timeout" || outcome === "hang") throw new Error("proposal timed out");
     const answer =
       outcome === "refuse"
         ? { ok: false, code: "NO_CLUSTER", message: "the cluster is not initialized yet" }
@@ -54,6 +57,29 @@ describe("dispatcher: liveness bookkeeping", () => {
       expect([...log.batches[1]!].sort(byNode)).to.deep.equal([t("w1", DOWN), t("w2", DOWN, "m1", 2)]);
       expect(batcher.committedTransitions).to.equal(2);
       expect(batcher.pendingCount).to.equal(0);
+    } finally {
+      batcher.close();
+    }
+  });
+
+  it("sends a batch in flight again at once when the leader changes, and ignores the old one's late outcome", async () => {
+    const log = new ScriptedLog(["hang"]);
+    const batcher = new TransitionBatcher({ log, logger: silentLogger(), batchMs: 10, retryMs: 1_000_000 });
+    try {
+      batcher.record(t("w1", READY));
+      await waitFor("the batch sent to the leader that dies", () => log.batches.length === 1);
+      batcher.record(t("w2", READY));
+      batcher.leaderChanged();
+      await waitFor("the batch sent again", () => batcher.proposals === 1);
+      const byNode = (a: SessionTransition, b: SessionTransition) => a.nodeId.localeCompare(b.nodeId);
+      expect([...log.batches[1]!].sort(byNode)).to.deep.equal([t("w1", READY), t("w2", READY)]);
+      // The old proposal times out at last: nothing is retried or lost because of it.
+      log.hung.shift()!();
+      batcher.record(t("w3", DOWN));
+      await waitFor("the next batch", () => batcher.proposals === 2);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(log.batches.slice(2)).to.deep.equal([[t("w3", DOWN)]]);
+      expect([batcher.pendingCount, batcher.holds("w1")]).to.deep.equal([0, false]);
     } finally {
       batcher.close();
     }
