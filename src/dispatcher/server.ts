@@ -139,7 +139,10 @@ export class Dispatcher {
     this.managers = managerListOf(options.state.nodes());
     this.unwatch = options.state.watch((events) => this.onChanges(events));
     this.unwatchLeadership =
-      options.leadership?.onLeadershipChange?.(() => this.batcher.leaderChanged()) ?? (() => {});
+      options.leadership?.onLeadershipChange?.(() => {
+        this.batcher.leaderChanged();
+        this.trust.leaderChanged();
+      }) ?? (() => {});
     this.sweepTimer = setInterval(() => this.sweep(), Math.max(10, Math.floor(this.periodMs / 2)));
   }
 

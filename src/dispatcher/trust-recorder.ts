@@ -8,7 +8,9 @@ import type { Logger } from "../log/logger.js";
 
 export class TrustRecorder {
   private readonly pending = new Map<string, { rootKeyId: string; heldIssuerKeyId: string }>();
-  private readonly inFlight = new Set<string>();
+  /** Nodes whose confirmation is on its way to the log, with the batch that carries it. */
+  private readonly inFlight = new Map<string, number>();
+  private batches = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -28,6 +30,15 @@ export class TrustRecorder {
     this.timer ??= setTimeout(() => this.flush(), this.batchMs);
   }
 
+  /**
+   * The known leader changed: a batch in flight may have gone to a leader that died with
+   * it. Its nodes' next heartbeats are taken again rather than after the proposal timeout
+   * (a confirmation recorded twice records the same fact).
+   */
+  leaderChanged(): void {
+    this.inFlight.clear();
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
@@ -38,7 +49,8 @@ export class TrustRecorder {
     this.timer = undefined;
     const confirmations = [...this.pending].map(([nodeId, facts]) => ({ nodeId, ...facts }));
     this.pending.clear();
-    for (const c of confirmations) this.inFlight.add(c.nodeId);
+    const batch = ++this.batches;
+    for (const c of confirmations) this.inFlight.set(c.nodeId, batch);
     proposeCommand(this.log, { $case: "recordTrust", value: { confirmations } })
       .catch((err: unknown) =>
         this.logger.warn(
@@ -47,7 +59,8 @@ export class TrustRecorder {
         ),
       )
       .finally(() => {
-        for (const c of confirmations) this.inFlight.delete(c.nodeId);
+        for (const c of confirmations)
+          if (this.inFlight.get(c.nodeId) === batch) this.inFlight.delete(c.nodeId);
       });
   }
 }
