@@ -17,16 +17,28 @@ export interface TransitionBatcherOptions {
   retryMs: number;
 }
 
+interface Batch {
+  transitions: SessionTransition[];
+  ids: Set<string>;
+  /** Left at a leader change: sent again since; its late outcome only settles `unsettled`. */
+  abandoned: boolean;
+}
+
 /** Proposes `RecordSessions` batches, one in flight at a time; the latest transition per node wins. */
 export class TransitionBatcher {
   private readonly pending = new Map<string, SessionTransition>();
   private timer: NodeJS.Timeout | undefined;
-  private inFlight = false;
-  /** The nodes of the batch in flight. */
-  private inFlightIds = new Set<string>();
-  /** Counts batches sent; the outcome of one abandoned at a leader change is not waited for. */
-  private generation = 0;
-  private inFlightBatch: SessionTransition[] = [];
+  /** The batch in flight (not abandoned). */
+  private current: Batch | undefined;
+  /**
+   * Transitions of abandoned batches whose proposals have not settled, by node, with how many
+   * such proposals carry each. An abandoned proposal may still commit, and late: one a
+   * follower forwarded can be held by the old leader through a leadership transfer and
+   * appended after whatever was sent since. So only the same transition is sent again at
+   * once (twice in the log, in any order, it records the same fact); a different one of that
+   * node waits until those proposals settle.
+   */
+  private readonly unsettled = new Map<string, { transition: SessionTransition; proposals: number }>();
   private stopped = false;
   /** Proposals that reached the log, and the transitions in them (for tests and metrics). */
   proposals = 0;
@@ -52,7 +64,7 @@ export class TransitionBatcher {
 
   /** Whether a transition of this node waits or is on its way to the log. */
   holds(nodeId: string): boolean {
-    return this.pending.has(nodeId) || this.inFlightIds.has(nodeId);
+    return this.pending.has(nodeId) || this.current?.ids.has(nodeId) === true || this.unsettled.has(nodeId);
   }
 
   /** Stops proposing. A batch in flight settles on its own (the Raft runtime bounds it); the rest is
@@ -70,21 +82,22 @@ export class TransitionBatcher {
   }
 
   /**
-   * The known leader changed. A batch in flight may have gone to a leader that died with
-   * it, and would be waited on for the whole proposal timeout: its transitions are sent
-   * again now (unless a newer one of the node waits), and a retry waiting out its delay
-   * goes at once. Sending a transition twice is harmless (apply records the same fact),
-   * and order holds: the old batch can only commit at an earlier index than anything
-   * proposed in the new term, or not at all.
+   * A new leader is known. The batch in flight may have gone to a leader that died with it
+   * and would be waited on for the whole proposal timeout: its transitions are sent again at
+   * once (see `unsettled` for why only those), and a retry waiting out its delay goes at once.
    */
   leaderChanged(): void {
     if (this.stopped) return;
-    if (this.inFlight) {
-      this.generation++;
-      for (const t of this.inFlightBatch) if (!this.pending.has(t.nodeId)) this.pending.set(t.nodeId, t);
-      this.inFlight = false;
-      this.inFlightIds = new Set();
-      this.inFlightBatch = [];
+    const left = this.current;
+    if (left) {
+      left.abandoned = true;
+      this.current = undefined;
+      for (const t of left.transitions) {
+        const entry = this.unsettled.get(t.nodeId);
+        if (entry) entry.proposals++;
+        else this.unsettled.set(t.nodeId, { transition: t, proposals: 1 });
+        if (!this.pending.has(t.nodeId)) this.pending.set(t.nodeId, t);
+      }
     }
     if (this.pending.size === 0) return;
     clearTimeout(this.timer);
@@ -93,7 +106,7 @@ export class TransitionBatcher {
   }
 
   private schedule(delayMs: number): void {
-    if (this.timer || this.inFlight || this.stopped) return;
+    if (this.timer || this.current || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.flush();
@@ -101,40 +114,44 @@ export class TransitionBatcher {
   }
 
   private flush(): void {
-    if (this.stopped || this.inFlight || this.pending.size === 0) return;
-    const batch = [...this.pending.values()];
-    this.pending.clear();
-    this.inFlight = true;
-    this.inFlightIds = new Set(batch.map((t) => t.nodeId));
-    this.inFlightBatch = batch;
-    const generation = ++this.generation;
+    if (this.stopped || this.current || this.pending.size === 0) return;
+    const transitions = [...this.pending.values()].filter((t) => {
+      const unsettled = this.unsettled.get(t.nodeId);
+      return unsettled === undefined || unsettled.transition === t;
+    });
+    if (transitions.length === 0) return; // each waits for an abandoned proposal to settle
+    for (const t of transitions) this.pending.delete(t.nodeId);
+    const batch: Batch = { transitions, ids: new Set(transitions.map((t) => t.nodeId)), abandoned: false };
+    this.current = batch;
     let nextDelayMs = this.options.batchMs;
-    proposeCommand(this.options.log, { $case: "recordSessions", value: { transitions: batch } })
+    proposeCommand(this.options.log, { $case: "recordSessions", value: { transitions } })
       .then(() => {
         this.proposals++;
-        this.committedTransitions += batch.length;
+        this.committedTransitions += transitions.length;
       })
       .catch((error: unknown) => {
-        if (generation !== this.generation) return; // abandoned at a leader change: sent again since
+        if (batch.abandoned) return; // sent again since
         if (error instanceof FsmRefusal) {
           // Nothing changed and retrying cannot help (no cluster yet, a malformed batch).
-          this.options.logger.warn({ code: error.code, transitions: batch.length }, error.message);
+          this.options.logger.warn({ code: error.code, transitions: transitions.length }, error.message);
           return;
         }
         // Not in the log (yet): keep each transition unless a newer one for its node arrived meanwhile.
-        for (const t of batch) if (!this.pending.has(t.nodeId)) this.pending.set(t.nodeId, t);
+        for (const t of transitions) if (!this.pending.has(t.nodeId)) this.pending.set(t.nodeId, t);
         nextDelayMs = this.options.retryMs;
         this.options.logger.warn(
-          { err: String(error), transitions: batch.length, retryMs: nextDelayMs },
+          { err: String(error), transitions: transitions.length, retryMs: nextDelayMs },
           "session transitions not recorded; retrying",
         );
       })
       .finally(() => {
-        if (generation !== this.generation) return;
-        this.inFlight = false;
-        this.inFlightIds = new Set();
-        this.inFlightBatch = [];
-        if (this.pending.size > 0) this.schedule(nextDelayMs);
+        if (batch.abandoned) {
+          for (const t of transitions) {
+            const entry = this.unsettled.get(t.nodeId);
+            if (entry && --entry.proposals === 0) this.unsettled.delete(t.nodeId);
+          }
+        } else this.current = undefined;
+        if (this.pending.size > 0) this.schedule(batch.abandoned ? 0 : nextDelayMs);
       });
   }
 }

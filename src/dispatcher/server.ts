@@ -139,7 +139,8 @@ export class Dispatcher {
     this.managers = managerListOf(options.state.nodes());
     this.unwatch = options.state.watch((events) => this.onChanges(events));
     this.unwatchLeadership =
-      options.leadership?.onLeadershipChange?.(() => {
+      options.leadership?.onLeadershipChange?.((now) => {
+        if (now.leader === 0) return; // an election: what is in flight waits for its outcome
         this.batcher.leaderChanged();
         this.trust.leaderChanged();
       }) ?? (() => {});

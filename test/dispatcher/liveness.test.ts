@@ -62,25 +62,49 @@ describe("dispatcher: liveness bookkeeping", () => {
     }
   });
 
-  it("sends a batch in flight again at once when the leader changes, and ignores the old one's late outcome", async () => {
-    const log = new ScriptedLog(["hang"]);
+  it("at a leader change, sends the batch in flight again at once; a newer transition of its nodes waits for the old proposal", async () => {
+    // Proposals in order: A's first (to the leader that dies) and its copy; B's first and the
+    // newer transition; C's first and its copy, both unanswered for a while.
+    const log = new ScriptedLog(["hang", "ok", "hang", "ok", "hang", "hang"]);
     const batcher = new TransitionBatcher({ log, logger: silentLogger(), batchMs: 10, retryMs: 1_000_000 });
+    const settle = () => new Promise((r) => setTimeout(r, 50));
     try {
+      // A: the same transition again at once; the old proposal's late outcome changes nothing.
       batcher.record(t("w1", READY));
-      await waitFor("the batch sent to the leader that dies", () => log.batches.length === 1);
-      batcher.record(t("w2", READY));
+      await waitFor("A's batch sent to the leader that dies", () => log.batches.length === 1);
       batcher.leaderChanged();
-      await waitFor("the batch sent again", () => batcher.proposals === 1);
-      const byNode = (a: SessionTransition, b: SessionTransition) => a.nodeId.localeCompare(b.nodeId);
-      expect([...log.batches[1]!].sort(byNode)).to.deep.equal([t("w1", READY), t("w2", READY)]);
-      // The old proposal times out at last: nothing is retried or lost because of it.
+      await waitFor("A's batch sent again", () => batcher.proposals === 1);
+      expect(log.batches[1]).to.deep.equal([t("w1", READY)]);
+      expect(batcher.holds("w1"), "the old proposal may still commit").to.equal(true);
       log.hung.shift()!();
-      batcher.record(t("w3", DOWN));
-      await waitFor("the next batch", () => batcher.proposals === 2);
-      await new Promise((r) => setTimeout(r, 50));
-      expect(log.batches.slice(2)).to.deep.equal([[t("w3", DOWN)]]);
-      expect([batcher.pendingCount, batcher.holds("w1")]).to.deep.equal([0, false]);
+      await settle();
+      expect([log.batches.length, batcher.holds("w1")]).to.deep.equal([2, false]);
+
+      // B: a newer transition of the node is not sent while the old proposal may still land after it.
+      batcher.record(t("w2", READY));
+      await waitFor("B's batch sent to the leader that dies", () => log.batches.length === 3);
+      batcher.record(t("w2", DOWN, "m1", 2));
+      batcher.leaderChanged();
+      await settle();
+      expect(log.batches, "nothing sent while w2's old proposal is out").to.have.length(3);
+      expect(batcher.holds("w2")).to.equal(true);
+      log.hung.shift()!();
+      await waitFor("the newer transition, once the old proposal settled", () => batcher.proposals === 2);
+      expect(log.batches[3]).to.deep.equal([t("w2", DOWN, "m1", 2)]);
+
+      // C: the old proposal settling first does not end the copy's flight (no third batch).
+      batcher.record(t("w3", READY));
+      await waitFor("C's batch sent to the leader that dies", () => log.batches.length === 5);
+      batcher.leaderChanged();
+      await waitFor("C's batch sent again", () => log.batches.length === 6);
+      log.hung.shift()!();
+      await settle();
+      expect([log.batches.length, batcher.holds("w3")]).to.deep.equal([6, true]);
+      batcher.record(t("w4", READY));
+      await settle();
+      expect(log.batches, "one batch in flight at a time").to.have.length(6);
     } finally {
+      for (const release of log.hung.splice(0)) release();
       batcher.close();
     }
   });

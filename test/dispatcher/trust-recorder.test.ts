@@ -3,33 +3,27 @@
 import { expect } from "chai";
 import { TrustRecorder } from "../../src/dispatcher/trust-recorder.js";
 import type { CommandLog } from "../../src/fsm/index.js";
-import { Command, CommandResult } from "../../src/gen/fsm/v1/commands.js";
+import { Command } from "../../src/gen/fsm/v1/commands.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { waitFor } from "./fixture.js";
 
-/** The first proposal gets no answer until released (its leader died); the others are taken. */
-class FirstHangsLog implements CommandLog {
+/** Every proposal waits for its release (then times out, as one sent to a leader that died). */
+class HangingLog implements CommandLog {
   readonly batches: string[][] = [];
-  release: (() => void) | undefined;
+  readonly hung: (() => void)[] = [];
 
   async propose(command: Uint8Array): Promise<{ index: number; result: Uint8Array }> {
     const decoded = Command.decode(command).command;
     if (decoded?.$case !== "recordTrust") throw new Error("unexpected command");
     this.batches.push(decoded.value.confirmations.map((c) => c.nodeId));
-    if (this.batches.length === 1) {
-      await new Promise<void>((resolve) => {
-        this.release = resolve;
-      });
-      throw new Error("proposal timed out");
-    }
-    const ok = CommandResult.encode({ ok: true, code: "", message: "" }).finish();
-    return { index: this.batches.length, result: ok };
+    await new Promise<void>((resolve) => this.hung.push(resolve));
+    throw new Error("proposal timed out");
   }
 }
 
 describe("dispatcher: trust confirmations", () => {
   it("keeps one confirmation per node in flight, and takes it again at once after a leader change", async () => {
-    const log = new FirstHangsLog();
+    const log = new HangingLog();
     const recorder = new TrustRecorder(log, silentLogger(), 5);
     const settle = () => new Promise((r) => setTimeout(r, 30));
     try {
@@ -41,11 +35,14 @@ describe("dispatcher: trust confirmations", () => {
       recorder.leaderChanged();
       recorder.confirm("w1", { rootKeyId: "new" });
       await waitFor("w1 sent again", () => log.batches.length === 2);
-      log.release?.();
+      // The old proposal settles first: w1's second one is still in flight.
+      log.hung.shift()!();
+      await settle();
+      recorder.confirm("w1", { rootKeyId: "new" });
       await settle();
       expect(log.batches).to.deep.equal([["w1"], ["w1"]]);
     } finally {
-      log.release?.();
+      for (const release of log.hung.splice(0)) release();
       recorder.close();
     }
   });

@@ -141,7 +141,6 @@ describe("raft runtime: the member registry (raft id -> node id) travels with th
     leader.node.onMessage(
       Message.fromPartial({ type: MessageType.MESSAGE_TYPE_PRE_VOTE, from: 2, to: 1, term: 1_000 }),
     );
-    await new Promise((resolve) => setTimeout(resolve, 30));
     expect(leader.node.heardFrom(2, 100), "a pre-vote is not an answer").to.equal(false);
   });
 });
