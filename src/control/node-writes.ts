@@ -103,22 +103,19 @@ export class NodeWrites {
 
 /** The fsm's removal rules, with the operator's next step in the message. */
 function removalRefusal(node: Node, force: boolean): void {
-  const manager =
-    node.role === Role.ROLE_MANAGER ||
-    node.desiredRole === Role.ROLE_MANAGER ||
-    node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED;
-  if (manager && node.desiredRole === Role.ROLE_MANAGER)
+  if (node.desiredRole === Role.ROLE_MANAGER)
     throw new ControlError(
       "REFUSED",
-      `node ${node.id} is a manager: demote it first (nodectl demote ${node.id}), wait until nodectl ls ` +
-        "shows it as a worker, then remove it",
+      `node ${node.id} is a manager: demote it first (nodectl demote ${node.id}), wait until nodectl inspect ` +
+        "shows it out of Raft, then remove it",
       "NODE_IS_MANAGER",
     );
-  if (manager)
+  // Out of Raft, a demoted manager may go even if it never renews as a worker (it is dead).
+  if (node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
     throw new ControlError(
       "REFUSED",
-      `node ${node.id} is being demoted and is still a manager: wait until nodectl ls shows it as a worker, ` +
-        "then remove it",
+      `node ${node.id} is being demoted and is still in Raft: wait until nodectl inspect shows it out of ` +
+        "Raft (a second or so while the cluster has a leader), then remove it",
       "NODE_IS_MANAGER",
     );
   if (node.status === NodeStatus.NODE_STATUS_READY && !force)

@@ -169,12 +169,15 @@ export function setDesiredRole(s: MutableState, index: number, c: SetDesiredRole
 
 export function removeNode(s: MutableState, index: number, c: RemoveNode, out: Changes): void {
   const node = requireNode(s, c.nodeId);
-  if (
-    node.role === Role.ROLE_MANAGER ||
-    node.desiredRole === Role.ROLE_MANAGER ||
-    node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED
-  )
+  // A manager must be demoted and out of Raft first; then it may go even if it never came back
+  // for its worker certificate (a dead manager, or one that joined without an address).
+  if (node.desiredRole === Role.ROLE_MANAGER)
     throw new FsmRefusal("NODE_IS_MANAGER", `node ${c.nodeId} is a manager: demote it first`);
+  if (node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
+    throw new FsmRefusal(
+      "NODE_IS_MANAGER",
+      `node ${c.nodeId} is being demoted and is still in Raft: remove it once it has left`,
+    );
   if (node.status === NodeStatus.NODE_STATUS_READY && !c.force)
     throw new FsmRefusal("NODE_UP", `node ${c.nodeId} is up: stop it first, or remove it with --force`);
   const unexpired = unexpiredCertificates(node, c.atMs);

@@ -45,9 +45,12 @@ export class IssuerCallError extends Error {
   static from(error: grpc.ServiceError): IssuerCallError {
     const retry = error.metadata?.get(RETRY_AFTER_MS_METADATA_KEY)[0];
     const pending = error.metadata?.get(PENDING_NODE_ID_METADATA_KEY)[0];
+    const code = refusalReasonOf(error) ?? "UNAVAILABLE";
+    // The manager's details start with its code, which the caller prints itself.
+    const details = (error.details || error.message).replace(`${code}: `, "");
     return new IssuerCallError(
-      refusalReasonOf(error) ?? "UNAVAILABLE",
-      error.details || error.message,
+      code,
+      details,
       error.code,
       typeof retry === "string" ? Number(retry) : undefined,
       typeof pending === "string" ? pending : undefined,

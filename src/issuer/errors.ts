@@ -34,7 +34,9 @@ export type IssuerRefusalCode =
   /** A node id the cluster drew was taken (practically never): retry. */
   | "ID_COLLISION"
   /** A demoted manager asked for its worker certificate before the leader removed it from Raft: retry. */
-  | "RAFT_MEMBER";
+  | "RAFT_MEMBER"
+  /** A manager token without the address the new manager will serve on: nothing recorded. */
+  | "ADDRESS_INVALID";
 
 const GRPC_STATUS: Record<IssuerRefusalCode, grpc.status> = {
   TOKEN_INVALID: grpc.status.UNAUTHENTICATED,
@@ -50,6 +52,7 @@ const GRPC_STATUS: Record<IssuerRefusalCode, grpc.status> = {
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   ID_COLLISION: grpc.status.ABORTED,
   RAFT_MEMBER: grpc.status.UNAVAILABLE,
+  ADDRESS_INVALID: grpc.status.INVALID_ARGUMENT,
 };
 
 export class IssuerRefusal extends Error {

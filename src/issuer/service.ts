@@ -154,6 +154,12 @@ export class NodeCAIssuer {
     const token = parseJoinToken(request.token);
     const cluster = this.requireCluster();
     const role = roleForToken(token, cluster);
+    if (role === "manager" && !request.address)
+      throw new IssuerRefusal(
+        "ADDRESS_INVALID",
+        "the token admits a manager, which must serve Raft and the CA: join with --listen HOST:PORT " +
+          "(the address it serves on); nothing was recorded",
+      );
     return this.limiter.run(async () => {
       const csr = checkNodeCsr(request.csrDer);
       const current = this.requireCluster();

@@ -101,16 +101,15 @@ export async function joinNode(options: JoinOptions): Promise<JoinedNodeState> {
 
 /** The cluster's refusal with what to do; the manager's reason code stays the code. */
 function joinRefusal(error: IssuerCallError, manager: string): IssuerCallError {
+  // The manager's own messages for the token and address refusals say what to do already.
   const hints: Record<string, string> = {
-    TOKEN_INVALID: 'get the current token with "nodectl join-token worker|manager" on a manager',
-    TOKEN_ROTATED: 'the token was rotated; get the current one with "nodectl join-token worker|manager"',
     OVERLOADED: "the manager is busy; retry in a moment",
     UNAVAILABLE: `check that a manager listens on ${manager} and the cluster has a leader, then retry`,
   };
-  const hint = hints[error.code] ?? "fix the cause and retry";
+  const hint = hints[error.code];
   return new IssuerCallError(
     error.code,
-    `${error.message}; ${hint}. Nothing was created`,
+    `${error.message.replace(/[.;\s]+$/, "")}${hint ? `; ${hint}` : ""}. Nothing was created`,
     error.grpcStatus,
     error.retryAfterMs,
   );

@@ -7,6 +7,8 @@
 // - a manager whose desired role is worker (demote): removed from the configuration;
 //   if it is this leader, leadership goes to another voter first, whose own
 //   reconciler then removes it, so a demotion costs no election;
+// - a learner bound to no node any more (its node was removed while it was being added):
+//   removed from the configuration;
 // - each node's recorded membership follows the configuration (SetRaftMembership), so
 //   `ls`, the CA (a demoted node's worker certificate waits for it) and the dispatcher
 //   see where it stands.
@@ -56,6 +58,16 @@ export class MembershipReconciler {
     const status = this.raft.status();
     const voters = new Set(status.voters);
     const learners = new Set(status.learners);
+    // A learner whose node is gone: added by a pass that raced its demotion and removal
+    // (rm takes a demoted manager once its membership is recorded out of Raft). Voters are
+    // never removed this way: a voter's node cannot be removed.
+    const bound = new Set(this.state.nodes().map((n) => n.raftId));
+    for (const learner of learners) {
+      if (bound.has(learner)) continue;
+      this.logger.info({ raftId: learner }, "removing a Raft learner whose node was removed");
+      await this.raft.remove(learner);
+      return;
+    }
     for (const node of this.state.nodes()) {
       if (this.loop.isStopped) return;
       const inConfig = voters.has(node.raftId) || learners.has(node.raftId);

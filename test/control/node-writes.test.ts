@@ -118,6 +118,18 @@ describe("control API: promote, demote, rm on a three-manager Raft cluster", fun
     await refusedUnchanged(() => on("leader").removeNode("w-listen", true), "NODE_IS_MANAGER");
   });
 
+  it("rm of a demoted manager out of Raft succeeds though it never renewed as a worker (a dead manager)", async () => {
+    await cluster.join("m-dead", { role: Role.ROLE_MANAGER, address: "127.0.0.1:5003" });
+    await cluster.setStatus("m-dead", NodeStatus.NODE_STATUS_DOWN);
+    await refusedUnchanged(() => on("leader").removeNode("m-dead", false), "NODE_IS_MANAGER");
+    await on("follower").demoteNode("m-dead");
+    // Never added to Raft here (no reconciler): its recorded membership is none, as after its removal.
+    const answer = await on("follower").removeNode("m-dead", false);
+    expect(answer).to.deep.equal({ id: "m-dead", alreadyRemoved: false });
+    await cluster.converged();
+    for (const m of cluster.managers) expect(m.state.removedNode("m-dead")?.id).to.equal("m-dead");
+  });
+
   it("rm of an up worker without --force is refused (NODE_UP), saying how to go ahead", async () => {
     const message = await refusedUnchanged(() => on("follower").removeNode("w-up", false), "NODE_UP");
     expect(message).to.contain("nodectl rm --force w-up");

@@ -87,6 +87,31 @@ describe("fsm: the replicated cluster state", () => {
     );
   });
 
+  it("a demoted manager may be removed once out of Raft, though it never renewed as a worker (it is dead)", () => {
+    const s = newState(
+      createCluster(),
+      join("m2", Role.ROLE_MANAGER),
+      cmd({
+        $case: "setRaftMembership",
+        value: { nodeId: "m2", raftId: 2, membership: RaftMembership.RAFT_MEMBERSHIP_LEARNER },
+      }),
+    );
+    const rm = cmd({ $case: "removeNode", value: { nodeId: "m2", force: false, atMs: 4_000 } });
+    expectRefused(s, rm, "NODE_IS_MANAGER");
+    const demote = cmd({ $case: "setDesiredRole", value: { nodeId: "m2", desiredRole: Role.ROLE_WORKER } });
+    expect(s.applyCommand(4, demote).ok).to.equal(true);
+    expectRefused(s, rm, "NODE_IS_MANAGER"); // still in Raft
+    const left = cmd({
+      $case: "setRaftMembership",
+      value: { nodeId: "m2", raftId: 2, membership: RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED },
+    });
+    expect(s.applyCommand(5, left).ok).to.equal(true);
+    expect(s.node("m2")?.role, "it never came back for its worker certificate").to.equal(Role.ROLE_MANAGER);
+    expect(s.applyCommand(6, rm).ok).to.equal(true);
+    expect(s.node("m2")).to.equal(undefined);
+    expect(s.removedNode("m2")?.unexpiredCertificates).to.have.length(1);
+  });
+
   it("rotating one join token changes only that secret", () => {
     const s = newState(
       createCluster(),

@@ -85,6 +85,8 @@ async function join(ca: CaServer, role: "worker" | "manager") {
     managerAddress: ca.address,
     token: ca.token(role),
     csrDer: der,
+    // A manager serves: it joins with the address it listens on.
+    address: role === "manager" ? "127.0.0.1:7000" : undefined,
     timeoutMs: 10_000,
   });
   return { node, privateKeyPem };
@@ -155,6 +157,17 @@ describe("issuer: the CA service (gRPC over loopback TLS, one-member Raft on dis
     expect(ca.state.node(node.nodeId)?.certificate?.serial).to.equal(
       parseNodeCertificate(leaf.raw).serialNumber,
     );
+  });
+
+  it("refuses a manager token without the address the manager will serve on (ADDRESS_INVALID), recording nothing", async () => {
+    const refusal = await expectRefusedUnchanged(
+      ca,
+      () => joinCluster({ managerAddress: ca.address, token: ca.token("manager"), csrDer: csrDer().der }),
+      "ADDRESS_INVALID",
+    );
+    const message = (refusal as Error).message;
+    expect(message).to.contain("--listen HOST:PORT");
+    expect(message, "the code is not repeated in the message").to.not.contain("ADDRESS_INVALID");
   });
 
   it("refuses a wrong token (TOKEN_INVALID) and a malformed one before sending anything", async () => {

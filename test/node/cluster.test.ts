@@ -62,7 +62,7 @@ describe("cluster: init, 2 managers and 5 workers join; refusals; rm", function 
     }
   });
 
-  it("refuses a wrong, a rotated, a malformed and another cluster's token, adding nothing", async () => {
+  it("refuses a wrong, a rotated, a malformed and another cluster's token, and a manager token without --listen, adding nothing", async () => {
     const before = await c.ls("m1");
     const good = await c.token("m1", "worker");
     const wrong = `${good.slice(0, -25)}${"0".repeat(25)}`;
@@ -82,8 +82,24 @@ describe("cluster: init, 2 managers and 5 workers join; refusals; rm", function 
         const r = await nodectl(["join", "--state-dir", dir, "--token", token, c.node("m1").listen ?? ""]);
         expect(r.status, r.stderr).to.equal(1);
         expect(r.stderr).to.contain(code);
+        if (!code.endsWith("_")) expect(r.stderr.split(code), `${code} said once`).to.have.length(2);
         expect(existsSync(dir) ? readdirSync(dir) : []).to.deep.equal([]);
       }
+      // A manager token without --listen: refused before anything is recorded (a usage error).
+      const managerToken = await c.token("m1", "manager");
+      const dir = join(c.base, "refused-no-listen");
+      const r = await nodectl([
+        "join",
+        "--state-dir",
+        dir,
+        "--token",
+        managerToken,
+        c.node("m1").listen ?? "",
+      ]);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.match(/ADDRESS_INVALID: .*--listen HOST:PORT/);
+      expect(r.stderr.match(/ADDRESS_INVALID/g), "the code is said once").to.have.length(1);
+      expect(existsSync(dir) ? readdirSync(dir) : []).to.deep.equal([]);
     } finally {
       await other.stop();
     }
