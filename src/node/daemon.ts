@@ -27,6 +27,7 @@ import { Manager } from "./manager.js";
 import { NodeMetrics } from "./metrics.js";
 import { RenewalLoop } from "./renewal.js";
 import { type NodeConfig, type StateDirPaths, stateDirPaths, writeNodeConfig } from "./state-dir.js";
+import { lockStateDir, type StateDirLock } from "./state-lock.js";
 
 export interface NodeDaemonOptions {
   stateDir: string;
@@ -56,6 +57,9 @@ export class NodeDaemon {
   private fatalListeners = new Set<(error: Error) => void>();
   private failedConnects = 0;
   private readonly logger: Logger;
+
+  /** This process's hold on the state dir, released last when it stops. */
+  private lock: StateDirLock | undefined;
 
   private constructor(private readonly options: NodeDaemonOptions) {
     this.config = options.config;
@@ -114,9 +118,13 @@ export class NodeDaemon {
   /** Starts a node; on failure everything started (and the storage) is closed. */
   static async start(options: NodeDaemonOptions): Promise<NodeDaemon> {
     let daemon: NodeDaemon;
+    let lock: StateDirLock | undefined;
     try {
+      lock = await lockStateDir(options.stateDir);
       daemon = new NodeDaemon(options);
+      daemon.lock = lock;
     } catch (err) {
+      await lock?.release();
       await options.storage?.close();
       throw err;
     }
@@ -143,6 +151,7 @@ export class NodeDaemon {
       await this.stopManager();
       await this.metrics.close();
       await this.configWrites;
+      await this.lock?.release();
     })();
     return this.stopping;
   }

@@ -11,6 +11,8 @@ export const NODE_ERROR_CODES = [
   "STATE_DIR_FOREIGN",
   /** node.json or the certificates are unreadable or inconsistent. */
   "STATE_DIR_CORRUPT",
+  /** Another process runs on this state dir. */
+  "STATE_DIR_LOCKED",
   /** An address flag is malformed or unusable. */
   "ADDRESS_INVALID",
   /** An address is well formed but cannot be listened on (in use, not local). */

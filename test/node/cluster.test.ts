@@ -107,6 +107,16 @@ describe("cluster: init, 2 managers and 5 workers join; refusals; rm", function 
     expect(after.map((n) => n.id)).to.deep.equal(before.map((n) => n.id));
   });
 
+  it("a second process on a running worker's state dir is refused (STATE_DIR_LOCKED), disturbing nothing", async () => {
+    const w2 = c.node("w2");
+    const connects = await c.metric("w2", "nodectl_session_connects_total");
+    const second = await nodectl(["run", "--state-dir", w2.stateDir]);
+    expect(second.status, second.stderr).to.equal(1);
+    expect(second.stderr).to.contain("STATE_DIR_LOCKED");
+    expect(await c.metric("w2", "nodectl_session_connects_total")).to.equal(connects);
+    expect((await c.ls("m1")).find((n) => n.id === w2.nodeId)?.status).to.equal("ready");
+  });
+
   it("rm: an up worker is refused without --force; a stopped one is removed from a follower, for good", async () => {
     const w5 = c.node("w5");
     const refused = await nodectl(["rm", w5.nodeId, "--state-dir", c.node("m2").stateDir]);

@@ -1,5 +1,6 @@
 // The daemon's small pieces that need no process: ids, flags, node.json checks.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
@@ -10,6 +11,7 @@ import { advertisedAddress, parseHostPort } from "../../src/node/address.js";
 import { NodeError } from "../../src/node/errors.js";
 import { randomId } from "../../src/node/ids.js";
 import { readNodeConfig, requireFreshStateDir } from "../../src/node/state-dir.js";
+import { lockStateDir } from "../../src/node/state-lock.js";
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -88,5 +90,61 @@ describe("node daemon: ids, flags and node.json", () => {
     writeFileSync(join(dir, "node.json"), "{");
     expect(() => readNodeConfig(dir)).to.throw(NodeError, /nothing was changed/);
     expect(codeOf(() => readNodeConfig(join(base, "absent")))).to.equal("STATE_DIR_MISSING");
+  });
+});
+
+describe("node daemon: one process per state dir", () => {
+  const base = mkdtempSync(join(tmpdir(), "node-lock-"));
+  after(() => rmSync(base, { recursive: true, force: true }));
+
+  it("a second lock on a dir is refused (STATE_DIR_LOCKED) until the first is released; other dirs are free", async () => {
+    const dir = join(base, "a");
+    mkdirSync(dir);
+    mkdirSync(join(base, "b"));
+    const first = await lockStateDir(dir);
+    try {
+      const refused = await lockStateDir(dir).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).to.be.instanceOf(NodeError);
+      expect((refused as NodeError).code).to.equal("STATE_DIR_LOCKED");
+      expect((refused as NodeError).message).to.contain(dir);
+      await (await lockStateDir(join(base, "b"))).release();
+      // The same dir by another path is the same dir.
+      const viaDot = await lockStateDir(join(base, ".", "a")).then(
+        () => "locked twice",
+        (err: unknown) => (err as NodeError).code,
+      );
+      expect(viaDot).to.equal("STATE_DIR_LOCKED");
+    } finally {
+      await first.release();
+    }
+    await (await lockStateDir(dir)).release();
+  });
+
+  it("a process killed with SIGKILL leaves no lock behind", async () => {
+    const dir = join(base, "killed");
+    mkdirSync(dir);
+    const script = `import { lockStateDir } from ${JSON.stringify(join(process.cwd(), "src/node/state-lock.ts"))};
+await lockStateDir(${JSON.stringify(dir)}); process.stdout.write("locked\\n"); setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (d: Buffer) => d.toString().includes("locked") && resolve());
+        child.once("exit", (code) => reject(new Error(`the child exited (${code}) before locking`)));
+      });
+      const held = await lockStateDir(dir).then(
+        () => "not held",
+        (err: unknown) => (err as NodeError).code,
+      );
+      expect(held).to.equal("STATE_DIR_LOCKED");
+    } finally {
+      child.kill("SIGKILL");
+      await new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once("exit", resolve)));
+    }
+    await (await lockStateDir(dir)).release();
   });
 });
