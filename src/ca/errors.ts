@@ -89,7 +89,7 @@ export class CertExpiredError extends CaError {
 export class CertInvalidError extends CaError {
   readonly code = "CERT_INVALID";
   constructor(what: string, options?: { cause?: unknown }) {
-    super(`certificate is not a valid node certificate: ${what}`, options);
+    super(`invalid certificate: ${what}`, options);
   }
 }
 

@@ -44,6 +44,7 @@ export { CheckedNewRoot, checkNewRoot, type NewRootInput } from "./root-import.j
 export {
   type AuthorizationOptions,
   type AuthorizationPolicy,
+  callErrorMessage,
   type MethodAccess,
   NodeAuthorizer,
   REASON_CODE_METADATA_KEY,

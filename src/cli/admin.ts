@@ -63,9 +63,11 @@ export async function joinToken(
   const rotated = options.rotate
     ? `Rotated the ${role} join token; the previous one no longer admits nodes.\n`
     : "";
+  // A manager serves Raft, the CA and sessions: it joins with the address it listens on.
+  const listen = role === "manager" ? " --listen HOST:PORT" : "";
   print(
     `${rotated}To add a ${role} to this cluster, run on the new node:\n\n` +
-      `    nodectl join --state-dir DIR --token ${answer.token} ${manager}\n\n`,
+      `    nodectl join --state-dir DIR${listen} --token ${answer.token} ${manager}\n\n`,
   );
 }
 

@@ -4,6 +4,7 @@
 
 import { resolve } from "node:path";
 import { MIN_NODE_CERT_LIFETIME_MS } from "../ca/profile.js";
+import type { Logger } from "../log/logger.js";
 import type { NodeDaemon } from "../node/daemon.js";
 import { parseDurationMs } from "./duration.js";
 
@@ -34,6 +35,24 @@ function heartbeatPeriodMs(): number | undefined {
   return Number.isInteger(value) && value >= 50 ? value : undefined;
 }
 
+/**
+ * The daemon's logger, grpc-js's own messages included: they would otherwise go to stderr as
+ * bare lines ("E No address added out of total 1 resolved") between the daemon's JSON lines.
+ */
+async function daemonLogger(): Promise<Logger> {
+  const { createLogger } = await import("../log/logger.js");
+  const grpc = await import("@grpc/grpc-js");
+  const logger = createLogger();
+  const grpcLog = logger.child({ component: "grpc-js" });
+  const text = (args: unknown[]) => args.map(String).join(" ");
+  grpc.setLogger({
+    error: (...args: unknown[]) => grpcLog.warn(text(args)),
+    info: (...args: unknown[]) => grpcLog.info(text(args)),
+    debug: (...args: unknown[]) => grpcLog.debug(text(args)),
+  });
+  return logger;
+}
+
 /** Resolves with the exit status once the daemon stopped. */
 export async function initCommand(flags: InitFlags): Promise<number> {
   const certExpiryMs =
@@ -42,9 +61,8 @@ export async function initCommand(flags: InitFlags): Promise<number> {
       : parseDurationMs("--cert-expiry", flags.certExpiry, MIN_NODE_CERT_LIFETIME_MS);
   const stateDir = resolve(flags.stateDir);
   const node = await import("../node/index.js");
-  const { createLogger } = await import("../log/logger.js");
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
-  const logger = createLogger();
+  const logger = await daemonLogger();
   const { config, storage } = await node.initManager({
     stateDir,
     listen: flags.listen,
@@ -59,7 +77,7 @@ export async function initCommand(flags: InitFlags): Promise<number> {
       config,
       storage,
       metricsAddress: flags.metrics,
-      logger: logger.child({ nodeId: config.nodeId }),
+      logger: logger.child({ self: config.nodeId }),
       heartbeatPeriodMs: heartbeatPeriodMs(),
     });
   } catch (err) {
@@ -78,9 +96,8 @@ export async function initCommand(flags: InitFlags): Promise<number> {
 export async function joinCommand(manager: string, flags: JoinFlags): Promise<number> {
   const stateDir = resolve(flags.stateDir);
   const node = await import("../node/index.js");
-  const { createLogger } = await import("../log/logger.js");
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
-  const logger = createLogger();
+  const logger = await daemonLogger();
   const joined = await node.joinNode({
     stateDir,
     token: flags.token,
@@ -95,7 +112,7 @@ export async function joinCommand(manager: string, flags: JoinFlags): Promise<nu
     storage: joined.storage,
     seeds: joined.seeds,
     metricsAddress: flags.metrics,
-    logger: logger.child({ nodeId: joined.config.nodeId }),
+    logger: logger.child({ self: joined.config.nodeId }),
     heartbeatPeriodMs: heartbeatPeriodMs(),
   });
   process.stdout.write(
@@ -106,9 +123,8 @@ export async function joinCommand(manager: string, flags: JoinFlags): Promise<nu
 
 export async function runCommand(flags: RunFlags): Promise<number> {
   const node = await import("../node/index.js");
-  const { createLogger } = await import("../log/logger.js");
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
-  const logger = createLogger();
+  const logger = await daemonLogger();
   const daemon = await node.openNode({
     stateDir: resolve(flags.stateDir),
     metricsAddress: flags.metrics,

@@ -4,7 +4,7 @@
 // its 0.3 s budget here), and imports nothing of the daemon (Raft, pino, the state
 // machine). The server side is grpc-js (server.ts); test/node/manager.test.ts drives
 // this client against it.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { connect as http2Connect, type IncomingHttpHeaders } from "node:http2";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
@@ -204,9 +204,24 @@ function decodeGrpcMessage(value: string | string[] | undefined): string {
 }
 
 function unreachable(stateDir: string, detail: string): ControlCallError {
-  return new ControlCallError(
-    "CONTROL_UNREACHABLE",
-    `no manager is running on state dir ${stateDir} (${detail}). Start it with ` +
-      `nodectl run --state-dir ${stateDir}, or point --state-dir (or NODECTL_STATE_DIR) at a running manager's directory`,
-  );
+  const elsewhere = "point --state-dir (or NODECTL_STATE_DIR) at a running manager's directory";
+  const role = roleInStateDir(stateDir);
+  const message =
+    role === undefined
+      ? `no node's state in ${stateDir} (${detail}): ${elsewhere}`
+      : role === "worker"
+        ? `the node of state dir ${stateDir} is a worker, which serves no admin commands: ${elsewhere}`
+        : `no manager is running on state dir ${stateDir} (${detail}). Start it with ` +
+          `nodectl run --state-dir ${stateDir}, or ${elsewhere}`;
+  return new ControlCallError("CONTROL_UNREACHABLE", message);
+}
+
+/** The role node.json records, if the directory holds a node (for the message above only). */
+function roleInStateDir(stateDir: string): string | undefined {
+  try {
+    const role = (JSON.parse(readFileSync(join(stateDir, "node.json"), "utf8")) as { role?: unknown }).role;
+    return typeof role === "string" ? role : "unknown";
+  } catch {
+    return undefined;
+  }
 }

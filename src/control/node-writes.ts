@@ -39,7 +39,8 @@ export class NodeWrites {
         throw new ControlError(
           "NODE_HAS_NO_ADDRESS",
           `node ${found.id} was joined without --listen, and a manager must serve Raft, the CA and sessions: ` +
-            `remove it (nodectl rm ${found.id}) and join it again with --listen HOST:PORT, then promote it`,
+            `stop its daemon and remove it (nodectl rm ${found.id}, or nodectl rm --force ${found.id} while it ` +
+            "runs), then join it again with a fresh state dir and --listen HOST:PORT, and promote it",
         );
       return found;
     });

@@ -15,7 +15,7 @@ import type {
   RemoveNodeResponse,
   RoleChangeResponse,
 } from "../gen/control/v1/messages.js";
-import { type Cluster, Role } from "../gen/fsm/v1/state.js";
+import { type Cluster, NodeStatus, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
 import type { RaftService } from "../raft/runtime/seam.js";
 import { asControlError, ClusterNotReadyError, ControlError } from "./errors.js";
@@ -32,6 +32,8 @@ export interface ControlApiOptions {
   now?: () => number;
   /** The last renewal this manager's CA service refused to a node (shown for a rotation's pending nodes). */
   renewalRefusal?: (nodeId: string) => { code: string; atMs: number } | undefined;
+  /** This manager's node id: its address comes first where join-token names managers. */
+  selfNodeId?: string;
 }
 
 export class ControlApi {
@@ -98,10 +100,16 @@ export class ControlApi {
       return {
         token: formatJoinToken(rootDer(cluster), secret),
         role: roleName(role),
+        // This manager first (the operator reached it), then those that are up.
         managerAddresses: state
           .nodes()
           .filter((n) => n.role === Role.ROLE_MANAGER && n.address)
-          .map((n) => n.address),
+          .map((n) => ({
+            address: n.address,
+            rank: n.id === this.options.selfNodeId ? 0 : n.status === NodeStatus.NODE_STATUS_READY ? 1 : 2,
+          }))
+          .sort((a, b) => a.rank - b.rank)
+          .map((m) => m.address),
       };
     });
   }

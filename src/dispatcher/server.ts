@@ -116,7 +116,7 @@ export class Dispatcher {
   heartbeatsReceived = 0;
 
   constructor(private readonly options: DispatcherOptions) {
-    this.logger = options.logger.child({ component: "dispatcher", node: options.selfNodeId });
+    this.logger = options.logger.child({ component: "dispatcher" });
     this.periodMs = options.heartbeatPeriodMs ?? 5_000;
     this.maxSessions = options.maxSessions ?? 10_000;
     this.now = options.now ?? Date.now;
@@ -189,7 +189,10 @@ export class Dispatcher {
   private openSession(call: grpc.ServerWritableStream<SessionRequest, SessionMessage>): void {
     const refusal = this.refusalToOpen(call);
     if (refusal) {
-      this.logger.warn({ code: refusal.code, peer: call.getPeer() }, refusal.message);
+      // A node this manager's state does not show yet (its join, or a new cluster, still being
+      // applied here) is told to retry: expected while a cluster forms, not worth a warning.
+      const level = refusal.code === "UNKNOWN_NODE" ? "info" : "warn";
+      this.logger[level]({ code: refusal.code, peer: call.getPeer() }, refusal.message);
       call.emit("error", refusal.toStatus());
       return;
     }

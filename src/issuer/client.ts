@@ -8,6 +8,7 @@ import { createSecureContext, type PeerCertificate, type SecureContext } from "n
 import * as grpc from "@grpc/grpc-js";
 import {
   CertInvalidError,
+  callErrorMessage,
   checkRootDigest,
   type NodeRole,
   parseJoinToken,
@@ -46,8 +47,7 @@ export class IssuerCallError extends Error {
     const retry = error.metadata?.get(RETRY_AFTER_MS_METADATA_KEY)[0];
     const pending = error.metadata?.get(PENDING_NODE_ID_METADATA_KEY)[0];
     const code = refusalReasonOf(error) ?? "UNAVAILABLE";
-    // The manager's details start with its code, which the caller prints itself.
-    const details = (error.details || error.message).replace(`${code}: `, "");
+    const details = callErrorMessage(error, code);
     return new IssuerCallError(
       code,
       details,

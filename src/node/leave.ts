@@ -4,7 +4,7 @@
 // runs) stops, and its certificates are refused from then on. A manager must be
 // demoted first. The state dir is left in place for the operator to delete.
 import * as grpc from "@grpc/grpc-js";
-import { refusalReasonOf } from "../ca/index.js";
+import { callErrorMessage, refusalReasonOf } from "../ca/index.js";
 import { DispatcherServiceClient } from "../gen/dispatcher/v1/dispatcher.js";
 import type { Logger } from "../log/logger.js";
 import { loadNodeCredentials } from "./credentials.js";
@@ -43,7 +43,7 @@ export async function leaveCluster(stateDir: string, logger: Logger, timeoutMs =
     } catch (error) {
       const e = error as grpc.ServiceError;
       const code = refusalReasonOf(e) ?? "UNAVAILABLE";
-      last = new LeaveError(code, `${manager.address}: ${e.details || e.message}`);
+      last = new LeaveError(code, `${manager.address}: ${callErrorMessage(e, code)}`);
       // A refusal is the cluster's answer; only an unreachable manager is worth another try.
       if (code !== "UNAVAILABLE") throw last;
     } finally {

@@ -204,6 +204,7 @@ export class Manager {
         state: this.state,
         logger,
         renewalRefusal: (nodeId) => issuer.lastRenewalRefusal(nodeId),
+        selfNodeId: this.nodeId,
       }),
       logger,
     );

@@ -16,7 +16,7 @@ export interface OpenNodeOptions {
 
 export async function openNode(options: OpenNodeOptions): Promise<NodeDaemon> {
   const config = readNodeConfig(options.stateDir);
-  const logger = options.logger.child({ nodeId: config.nodeId });
+  const logger = options.logger.child({ self: config.nodeId });
   const storage =
     config.role === "manager"
       ? await DiskStorage.open(stateDirPaths(options.stateDir).raft, config.raftId, { logger })

@@ -3,6 +3,9 @@
 // control.sock of three in-process managers: usage errors exit 2 before anything is
 // sent, each id gets one line, and a refused id makes the exit status 1 without stopping
 // the others.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { expect } from "chai";
 import { main } from "../../src/cli/main.js";
 import { NodeStatus, Role } from "../../src/gen/fsm/v1/state.js";
@@ -160,7 +163,21 @@ describe("nodectl promote, demote, rm", function () {
   it("a state dir with no manager: exit 1, nothing tried", async () => {
     const run = await nodectl("rm", "--state-dir", "/nonexistent-state-dir", "w-quiet");
     expect(run.status).to.equal(1);
-    expect(run.stderr).to.match(/^nodectl: CONTROL_UNREACHABLE: .*nodectl run --state-dir/);
+    expect(run.stderr).to.match(
+      /^nodectl: CONTROL_UNREACHABLE: no node's state in .*running manager's directory/,
+    );
+    expect(run.stderr, "there is nothing to run there").to.not.contain("nodectl run");
+    // A worker's state dir (a demoted manager's, say): it serves no admin commands, so no advice to run it.
+    const worker = mkdtempSync(join(tmpdir(), "worker-dir-"));
+    try {
+      writeFileSync(join(worker, "node.json"), JSON.stringify({ role: "worker" }));
+      const onWorker = await nodectl("ls", "--state-dir", worker);
+      expect(onWorker.status).to.equal(1);
+      expect(onWorker.stderr).to.match(/^nodectl: CONTROL_UNREACHABLE: the node of state dir .* is a worker/);
+      expect(onWorker.stderr).to.not.contain("nodectl run");
+    } finally {
+      rmSync(worker, { recursive: true, force: true });
+    }
     expect(cluster.node("w-quiet")?.id).to.equal("w-quiet");
   });
 });

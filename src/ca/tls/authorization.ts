@@ -382,3 +382,13 @@ export function refusalReasonOf(error: grpc.ServiceError): string | undefined {
   const value = error.metadata?.get(REASON_CODE_METADATA_KEY)[0];
   return typeof value === "string" ? value : undefined;
 }
+
+/**
+ * A failed call's message for a person: its details without the reason code the caller
+ * prints itself in front, and without grpc-js's empty "Resolution note:" tail.
+ */
+export function callErrorMessage(error: grpc.ServiceError, code?: string): string {
+  let text = error.details || error.message;
+  if (code && text.startsWith(`${code}: `)) text = text.slice(code.length + 2);
+  return text.replace(/\.?\s*Resolution note:\s*$/, "").trim();
+}
