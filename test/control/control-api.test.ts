@@ -181,7 +181,10 @@ describe("control API over control.sock", function () {
   it("a state dir with no socket is refused at once; a file in the socket's place is refused at start", async () => {
     const empty = mkdtempSync(join(tmpdir(), "control-none-"));
     try {
-      expect(() => ControlConnection.open(empty)).to.throw(ControlCallError, /no node's state in .*running manager/);
+      expect(() => ControlConnection.open(empty)).to.throw(
+        ControlCallError,
+        /no node's state in .*running manager/,
+      );
       // A manager's dir whose daemon is not running: start it.
       writeFileSync(join(empty, "node.json"), JSON.stringify({ role: "manager" }));
       expect(() => ControlConnection.open(empty)).to.throw(ControlCallError, /nodectl run --state-dir/);
