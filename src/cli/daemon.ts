@@ -63,13 +63,14 @@ export async function initCommand(flags: InitFlags): Promise<number> {
   const node = await import("../node/index.js");
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
   const logger = await daemonLogger();
-  const { config, storage } = await node.initManager({
-    stateDir,
-    listen: flags.listen,
-    advertise: flags.advertise,
-    certExpiryMs,
-    logger,
-  });
+  // Locked before init looks inside, so two of them cannot both write the directory.
+  const lock = await node.lockStateDir(stateDir, { create: true });
+  const { config, storage } = await node
+    .initManager({ stateDir, listen: flags.listen, advertise: flags.advertise, certExpiryMs, logger })
+    .catch(async (err: unknown) => {
+      await lock.release();
+      throw err;
+    });
   let daemon: NodeDaemon;
   try {
     daemon = await node.NodeDaemon.start({
@@ -79,6 +80,7 @@ export async function initCommand(flags: InitFlags): Promise<number> {
       metricsAddress: flags.metrics,
       logger: logger.child({ self: config.nodeId }),
       heartbeatPeriodMs: heartbeatPeriodMs(),
+      lock,
     });
   } catch (err) {
     // The manager never ran: leave the directory as init found it, so the same init can be retried.
@@ -98,14 +100,21 @@ export async function joinCommand(manager: string, flags: JoinFlags): Promise<nu
   const node = await import("../node/index.js");
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
   const logger = await daemonLogger();
-  const joined = await node.joinNode({
-    stateDir,
-    token: flags.token,
-    manager,
-    listen: flags.listen,
-    advertise: flags.advertise,
-    logger,
-  });
+  // Locked before join looks inside: two joins on one directory cannot both be recorded.
+  const lock = await node.lockStateDir(stateDir, { create: true });
+  const joined = await node
+    .joinNode({
+      stateDir,
+      token: flags.token,
+      manager,
+      listen: flags.listen,
+      advertise: flags.advertise,
+      logger,
+    })
+    .catch(async (err: unknown) => {
+      await lock.release();
+      throw err;
+    });
   const daemon = await node.NodeDaemon.start({
     stateDir,
     config: joined.config,
@@ -114,6 +123,7 @@ export async function joinCommand(manager: string, flags: JoinFlags): Promise<nu
     metricsAddress: flags.metrics,
     logger: logger.child({ self: joined.config.nodeId }),
     heartbeatPeriodMs: heartbeatPeriodMs(),
+    lock,
   });
   process.stdout.write(
     `Joined cluster ${joined.config.clusterId} as ${joined.config.role} ${joined.config.nodeId}.\n`,

@@ -111,8 +111,9 @@ function removalRefusal(node: Node, force: boolean): void {
         "shows it out of Raft, then remove it",
       "NODE_IS_MANAGER",
     );
-  // Out of Raft, a demoted manager may go even if it never renews as a worker (it is dead).
-  if (node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
+  // Out of Raft (its Raft id cleared), a demoted manager may go even if it never renews as a
+  // worker (it is dead). The same rule as apply's.
+  if (node.raftId !== 0 || node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
     throw new ControlError(
       "REFUSED",
       `node ${node.id} is being demoted and is still in Raft: wait until nodectl inspect shows it out of ` +

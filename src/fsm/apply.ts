@@ -170,10 +170,13 @@ export function setDesiredRole(s: MutableState, index: number, c: SetDesiredRole
 export function removeNode(s: MutableState, index: number, c: RemoveNode, out: Changes): void {
   const node = requireNode(s, c.nodeId);
   // A manager must be demoted and out of Raft first; then it may go even if it never came back
-  // for its worker certificate (a dead manager, or one that joined without an address).
+  // for its worker certificate (a dead manager, or one that joined without an address). Out of
+  // Raft is a zero Raft id: only the record of its removal from the configuration (or of its
+  // never being in it) clears the id; a membership left unrecorded (a learner whose record was
+  // lost) still has one.
   if (node.desiredRole === Role.ROLE_MANAGER)
     throw new FsmRefusal("NODE_IS_MANAGER", `node ${c.nodeId} is a manager: demote it first`);
-  if (node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
+  if (node.raftId !== 0 || node.membership !== RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
     throw new FsmRefusal(
       "NODE_IS_MANAGER",
       `node ${c.nodeId} is being demoted and is still in Raft: remove it once it has left`,

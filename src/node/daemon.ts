@@ -40,6 +40,8 @@ export interface NodeDaemonOptions {
   logger: Logger;
   /** Tests shorten these. */
   heartbeatPeriodMs?: number;
+  /** The state dir's lock, taken by the caller (init, join, run); the daemon owns it from start. */
+  lock?: StateDirLock;
 }
 
 export class NodeDaemon {
@@ -120,7 +122,7 @@ export class NodeDaemon {
     let daemon: NodeDaemon;
     let lock: StateDirLock | undefined;
     try {
-      lock = await lockStateDir(options.stateDir);
+      lock = options.lock ?? (await lockStateDir(options.stateDir));
       daemon = new NodeDaemon(options);
       daemon.lock = lock;
     } catch (err) {
@@ -145,13 +147,16 @@ export class NodeDaemon {
   /** Graceful and idempotent: the session, the renewal loop, the manager part, metrics. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      this.session.stop();
-      await this.renewal.stop();
-      await this.transition.catch(() => undefined);
-      await this.stopManager();
-      await this.metrics.close();
-      await this.configWrites;
-      await this.lock?.release();
+      try {
+        this.session.stop();
+        await this.renewal.stop();
+        await this.transition.catch(() => undefined);
+        await this.stopManager();
+        await this.metrics.close();
+        await this.configWrites;
+      } finally {
+        await this.lock?.release();
+      }
     })();
     return this.stopping;
   }

@@ -14,3 +14,4 @@ export { LeaveError, leaveCluster } from "./leave.js";
 export { Manager, type ManagerOptions } from "./manager.js";
 export { openNode } from "./run.js";
 export { type NodeConfig, readNodeConfig, stateDirPaths } from "./state-dir.js";
+export { lockStateDir, type StateDirLock } from "./state-lock.js";

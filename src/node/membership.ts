@@ -77,6 +77,10 @@ export class MembershipReconciler {
         return this.record(node, RaftMembership.RAFT_MEMBERSHIP_LEARNER);
       }
       if (wantsRaft(node) && learners.has(node.raftId)) {
+        // Its learner record lost (a leader change between the change and its record): record
+        // it first, so demote's quorum check and rm see it in Raft while it is promoted.
+        if (node.membership === RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED)
+          return this.record(node, RaftMembership.RAFT_MEMBERSHIP_LEARNER);
         this.logger.info({ nodeId: node.id, raftId: node.raftId }, "promoting a caught-up learner to voter");
         await this.raft.promote(node.raftId);
         return this.record(node, RaftMembership.RAFT_MEMBERSHIP_VOTER);
@@ -94,7 +98,11 @@ export class MembershipReconciler {
         : node.desiredRole === Role.ROLE_WORKER && node.raftId !== 0
           ? RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED
           : node.membership;
-      if (recorded !== node.membership) return this.record(node, recorded);
+      // A demoted node out of the configuration keeps its Raft id until this records it out
+      // (also one never added: joined without an address, or demoted before it was added);
+      // rm waits for that.
+      const demotedOut = node.desiredRole === Role.ROLE_WORKER && node.raftId !== 0 && !inConfig;
+      if (recorded !== node.membership || demotedOut) return this.record(node, recorded);
     }
   }
 

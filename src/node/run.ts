@@ -6,6 +6,7 @@ import type { Logger } from "../log/logger.js";
 import { DiskStorage } from "../raft/runtime/disk-storage.js";
 import { NodeDaemon } from "./daemon.js";
 import { readNodeConfig, stateDirPaths } from "./state-dir.js";
+import { lockStateDir } from "./state-lock.js";
 
 export interface OpenNodeOptions {
   stateDir: string;
@@ -17,10 +18,16 @@ export interface OpenNodeOptions {
 export async function openNode(options: OpenNodeOptions): Promise<NodeDaemon> {
   const config = readNodeConfig(options.stateDir);
   const logger = options.logger.child({ self: config.nodeId });
-  const storage =
-    config.role === "manager"
-      ? await DiskStorage.open(stateDirPaths(options.stateDir).raft, config.raftId, { logger })
-      : undefined;
+  // The directory's lock first: a second process on it is refused before it opens anything.
+  const lock = await lockStateDir(options.stateDir);
+  let storage: DiskStorage | undefined;
+  try {
+    if (config.role === "manager")
+      storage = await DiskStorage.open(stateDirPaths(options.stateDir).raft, config.raftId, { logger });
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
   return NodeDaemon.start({
     stateDir: options.stateDir,
     config,
@@ -28,5 +35,6 @@ export async function openNode(options: OpenNodeOptions): Promise<NodeDaemon> {
     metricsAddress: options.metricsAddress,
     logger,
     heartbeatPeriodMs: options.heartbeatPeriodMs,
+    lock,
   });
 }

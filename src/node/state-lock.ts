@@ -3,9 +3,10 @@
 // locked by the storage itself; this lock covers every node, workers included. It is a
 // Unix socket in Linux's abstract namespace named after the directory: the kernel frees it
 // when the process dies however it dies, so a crash never leaves a stale lock behind, and
-// binding it is atomic. Elsewhere (no abstract namespace) nothing is locked.
+// binding it is atomic. Elsewhere (no abstract namespace) nothing is locked. The name is per
+// network namespace: two containers sharing a volume are not locked against each other.
 import { createHash } from "node:crypto";
-import { realpathSync } from "node:fs";
+import { mkdirSync, realpathSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { NodeError } from "./errors.js";
 
@@ -15,7 +16,12 @@ export interface StateDirLock {
 
 const UNLOCKED: StateDirLock = { release: async () => {} };
 
-export async function lockStateDir(dir: string): Promise<StateDirLock> {
+/**
+ * Takes the state dir's lock, or refuses with STATE_DIR_LOCKED. `create` makes the directory
+ * first (init and join lock it before they look inside, so two of them cannot both write it).
+ */
+export async function lockStateDir(dir: string, options: { create?: boolean } = {}): Promise<StateDirLock> {
+  if (options.create) mkdirSync(dir, { recursive: true });
   if (process.platform !== "linux") return UNLOCKED;
   const digest = createHash("sha256").update(realpathSync(dir)).digest("hex").slice(0, 40);
   const server: Server = createServer((socket) => socket.destroy());

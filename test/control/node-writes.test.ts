@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import { ControlCallError, type ControlConnection } from "../../src/control/client.js";
 import { FsmRefusal, proposeCommand } from "../../src/fsm/index.js";
-import { NodeStatus, Role } from "../../src/gen/fsm/v1/state.js";
+import { NodeStatus, RaftMembership, Role } from "../../src/gen/fsm/v1/state.js";
 import { ControlCluster } from "./fixture.js";
 
 async function refusal(call: Promise<unknown>): Promise<ControlCallError> {
@@ -123,7 +123,14 @@ describe("control API: promote, demote, rm on a three-manager Raft cluster", fun
     await cluster.setStatus("m-dead", NodeStatus.NODE_STATUS_DOWN);
     await refusedUnchanged(() => on("leader").removeNode("m-dead", false), "NODE_IS_MANAGER");
     await on("follower").demoteNode("m-dead");
-    // Never added to Raft here (no reconciler): its recorded membership is none, as after its removal.
+    // Its Raft id stays until the leader's reconciler records it out of the configuration.
+    await refusedUnchanged(() => on("leader").removeNode("m-dead", false), "NODE_IS_MANAGER");
+    const raftId = cluster.leader.state.node("m-dead")?.raftId ?? 0;
+    expect(raftId).to.not.equal(0);
+    await cluster.propose({
+      $case: "setRaftMembership",
+      value: { nodeId: "m-dead", raftId, membership: RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED },
+    });
     const answer = await on("follower").removeNode("m-dead", false);
     expect(answer).to.deep.equal({ id: "m-dead", alreadyRemoved: false });
     await cluster.converged();

@@ -101,6 +101,16 @@ describe("fsm: the replicated cluster state", () => {
     const demote = cmd({ $case: "setDesiredRole", value: { nodeId: "m2", desiredRole: Role.ROLE_WORKER } });
     expect(s.applyCommand(4, demote).ok).to.equal(true);
     expectRefused(s, rm, "NODE_IS_MANAGER"); // still in Raft
+    // A membership whose record was lost still has its Raft id: not out of Raft yet.
+    const unrecorded = newState(createCluster(), join("m3", Role.ROLE_MANAGER));
+    expect(unrecorded.node("m3")?.raftId).to.not.equal(0);
+    const demoteM3 = cmd({ $case: "setDesiredRole", value: { nodeId: "m3", desiredRole: Role.ROLE_WORKER } });
+    expect(unrecorded.applyCommand(3, demoteM3).ok).to.equal(true);
+    expectRefused(
+      unrecorded,
+      cmd({ $case: "removeNode", value: { nodeId: "m3", force: true, atMs: 4_000 } }),
+      "NODE_IS_MANAGER",
+    );
     const left = cmd({
       $case: "setRaftMembership",
       value: { nodeId: "m2", raftId: 2, membership: RaftMembership.RAFT_MEMBERSHIP_UNSPECIFIED },
