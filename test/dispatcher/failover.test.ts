@@ -159,28 +159,7 @@ describe("dispatcher: sessions across three managers", function () {
         return asked.at(-1)!;
       },
     });
-    const leader = cluster.leader() as TestManager;
-    const holder = cluster.managers.find((m) => m !== leader)!;
-    const onHolder = cluster
-      .managerList()
-      .map((m) => ({ ...m, weight: m.nodeId === holder.nodeId ? 100 : 0 }));
-    await cluster.connect("w1", onHolder, () => 0.5);
-    await cluster.converged(
-      "w1 ready on its manager",
-      (s) => s.node("w1")?.session?.managerId === holder.nodeId,
-    );
-    await cluster.propose({
-      $case: "recordSessions",
-      value: {
-        transitions: [
-          { nodeId: holder.nodeId, status: NodeStatus.NODE_STATUS_DOWN, managerId: "", atMs: Date.now() },
-        ],
-      },
-    });
-    await cluster.converged(
-      "the holder recorded down",
-      (s) => s.node(holder.nodeId)?.status === NodeStatus.NODE_STATUS_DOWN,
-    );
+    const { leader, holder } = await holderRecordedDown(cluster);
     const recorded = leader.dispatcher.recorded.transitions;
     await waitFor(
       "the leader to adopt w1, then ask again before recording it down",
@@ -193,36 +172,13 @@ describe("dispatcher: sessions across three managers", function () {
       () => holder.dispatcher.heartbeatsReceived >= heartbeats + 6,
       5_000,
     );
-    expect(leader.dispatcher.recorded.transitions, "transitions the leader recorded").to.equal(recorded);
-    const w1 = leader.state.node("w1");
-    expect([w1?.status, w1?.session?.managerId]).to.deep.equal([NodeStatus.NODE_STATUS_READY, holder.nodeId]);
+    expectUntouched(leader, holder, recorded);
   });
 
   it("the leader does not adopt the sessions of a manager recorded down while Raft still hears it", async () => {
     cluster = await TestCluster.start(3, ["w1"]);
-    const leader = cluster.leader() as TestManager;
-    const holder = cluster.managers.find((m) => m !== leader)!;
-    const onHolder = cluster
-      .managerList()
-      .map((m) => ({ ...m, weight: m.nodeId === holder.nodeId ? 100 : 0 }));
-    await cluster.connect("w1", onHolder, () => 0.5);
-    await cluster.converged(
-      "w1 ready on its manager",
-      (s) => s.node("w1")?.session?.managerId === holder.nodeId,
-    );
     // The holder's own session status says down (its session host missed it on a loaded machine).
-    await cluster.propose({
-      $case: "recordSessions",
-      value: {
-        transitions: [
-          { nodeId: holder.nodeId, status: NodeStatus.NODE_STATUS_DOWN, managerId: "", atMs: Date.now() },
-        ],
-      },
-    });
-    await cluster.converged(
-      "the holder recorded down",
-      (s) => s.node(holder.nodeId)?.status === NodeStatus.NODE_STATUS_DOWN,
-    );
+    const { leader, holder } = await holderRecordedDown(cluster);
     const recorded = leader.dispatcher.recorded.transitions;
     const heartbeats = holder.dispatcher.heartbeatsReceived;
     // 12 heartbeat periods: 4 down periods, each with an orphan scan on the leader.
@@ -231,8 +187,40 @@ describe("dispatcher: sessions across three managers", function () {
       () => holder.dispatcher.heartbeatsReceived >= heartbeats + 12,
       5_000,
     );
-    expect(leader.dispatcher.recorded.transitions, "transitions the leader recorded").to.equal(recorded);
-    const w1 = leader.state.node("w1");
-    expect([w1?.status, w1?.session?.managerId]).to.deep.equal([NodeStatus.NODE_STATUS_READY, holder.nodeId]);
+    expectUntouched(leader, holder, recorded);
   });
 });
+
+/** w1's session on a follower (the holder), then the holder itself recorded down. */
+async function holderRecordedDown(
+  cluster: TestCluster,
+): Promise<{ leader: TestManager; holder: TestManager }> {
+  const leader = cluster.leader() as TestManager;
+  const holder = cluster.managers.find((m) => m !== leader)!;
+  const onHolder = cluster.managerList().map((m) => ({ ...m, weight: m.nodeId === holder.nodeId ? 100 : 0 }));
+  await cluster.connect("w1", onHolder, () => 0.5);
+  await cluster.converged(
+    "w1 ready on its manager",
+    (s) => s.node("w1")?.session?.managerId === holder.nodeId,
+  );
+  await cluster.propose({
+    $case: "recordSessions",
+    value: {
+      transitions: [
+        { nodeId: holder.nodeId, status: NodeStatus.NODE_STATUS_DOWN, managerId: "", atMs: Date.now() },
+      ],
+    },
+  });
+  await cluster.converged(
+    "the holder recorded down",
+    (s) => s.node(holder.nodeId)?.status === NodeStatus.NODE_STATUS_DOWN,
+  );
+  return { leader, holder };
+}
+
+/** The leader recorded nothing more, and w1 is still ready on its holder. */
+function expectUntouched(leader: TestManager, holder: TestManager, recorded: number): void {
+  expect(leader.dispatcher.recorded.transitions, "transitions the leader recorded").to.equal(recorded);
+  const w1 = leader.state.node("w1");
+  expect([w1?.status, w1?.session?.managerId]).to.deep.equal([NodeStatus.NODE_STATUS_READY, holder.nodeId]);
+}
