@@ -64,7 +64,7 @@ export async function initCommand(flags: InitFlags): Promise<number> {
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
   const logger = await daemonLogger();
   // Locked before init looks inside, so two of them cannot both write the directory.
-  const lock = await node.lockStateDir(stateDir, { create: true });
+  const lock = await node.lockStateDir(stateDir);
   const { config, storage } = await node
     .initManager({ stateDir, listen: flags.listen, advertise: flags.advertise, certExpiryMs, logger })
     .catch(async (err: unknown) => {
@@ -101,7 +101,7 @@ export async function joinCommand(manager: string, flags: JoinFlags): Promise<nu
   if (flags.metrics) node.parseHostPort("--metrics", flags.metrics);
   const logger = await daemonLogger();
   // Locked before join looks inside: two joins on one directory cannot both be recorded.
-  const lock = await node.lockStateDir(stateDir, { create: true });
+  const lock = await node.lockStateDir(stateDir);
   const joined = await node
     .joinNode({
       stateDir,

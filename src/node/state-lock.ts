@@ -6,8 +6,9 @@
 // binding it is atomic. Elsewhere (no abstract namespace) nothing is locked. The name is per
 // network namespace: two containers sharing a volume are not locked against each other.
 import { createHash } from "node:crypto";
-import { mkdirSync, realpathSync } from "node:fs";
+import { realpathSync } from "node:fs";
 import { createServer, type Server } from "node:net";
+import { basename, dirname, resolve } from "node:path";
 import { NodeError } from "./errors.js";
 
 export interface StateDirLock {
@@ -17,13 +18,13 @@ export interface StateDirLock {
 const UNLOCKED: StateDirLock = { release: async () => {} };
 
 /**
- * Takes the state dir's lock, or refuses with STATE_DIR_LOCKED. `create` makes the directory
- * first (init and join lock it before they look inside, so two of them cannot both write it).
+ * Takes the state dir's lock, or refuses with STATE_DIR_LOCKED. The directory need not exist
+ * yet: init and join lock it before they create or look inside it, so two of them cannot both
+ * write it.
  */
-export async function lockStateDir(dir: string, options: { create?: boolean } = {}): Promise<StateDirLock> {
-  if (options.create) mkdirSync(dir, { recursive: true });
+export async function lockStateDir(dir: string): Promise<StateDirLock> {
   if (process.platform !== "linux") return UNLOCKED;
-  const digest = createHash("sha256").update(realpathSync(dir)).digest("hex").slice(0, 40);
+  const digest = createHash("sha256").update(canonicalPath(dir)).digest("hex").slice(0, 40);
   const server: Server = createServer((socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
@@ -43,4 +44,18 @@ export async function lockStateDir(dir: string, options: { create?: boolean } = 
   return {
     release: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** The directory's path with symbolic links resolved, as far as it exists. */
+function canonicalPath(dir: string): string {
+  const absolute = resolve(dir);
+  try {
+    return realpathSync(absolute);
+  } catch {
+    try {
+      return `${realpathSync(dirname(absolute))}/${basename(absolute)}`;
+    } catch {
+      return absolute;
+    }
+  }
 }

@@ -1,6 +1,6 @@
 // The daemon's small pieces that need no process: ids, flags, node.json checks.
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
@@ -117,6 +117,19 @@ describe("node daemon: one process per state dir", () => {
         (err: unknown) => (err as NodeError).code,
       );
       expect(viaDot).to.equal("STATE_DIR_LOCKED");
+      // A dir that does not exist yet (init and join lock before they create it) is locked too.
+      const future = join(base, "not-yet");
+      const held = await lockStateDir(future);
+      try {
+        const second = await lockStateDir(join(base, ".", "not-yet")).then(
+          () => "locked twice",
+          (err: unknown) => (err as NodeError).code,
+        );
+        expect(second).to.equal("STATE_DIR_LOCKED");
+        expect(existsSync(future), "locking creates nothing").to.equal(false);
+      } finally {
+        await held.release();
+      }
     } finally {
       await first.release();
     }
