@@ -6,7 +6,7 @@
 // the commit is refused there, still changing nothing. A call returns once its command
 // is applied on this manager; the role change itself (renewal, Raft membership) is the
 // node daemon's and the reconciler's work, watched with `nodectl ls`.
-import { type ClusterState, demotionRefusal, proposeCommand } from "../fsm/index.js";
+import { type ClusterState, demotionRefusal, FsmRefusal, proposeCommand } from "../fsm/index.js";
 import type { RemoveNodeResponse, RoleChangeResponse } from "../gen/control/v1/messages.js";
 import { type Node, NodeStatus, RaftMembership, Role } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
@@ -70,10 +70,17 @@ export class NodeWrites {
     // Removed already (a retry whose first answer was lost, say): nothing left to do.
     if (found.kind === "removed") return { id: found.id, alreadyRemoved: true };
     const nodeId = found.node.id;
-    await proposeCommand(this.options.raft, {
-      $case: "removeNode",
-      value: { nodeId, force, atMs: this.now() },
-    });
+    try {
+      await proposeCommand(this.options.raft, {
+        $case: "removeNode",
+        value: { nodeId, force, atMs: this.now() },
+      });
+    } catch (err) {
+      // Another rm of it went through between the read and this entry: removed all the same.
+      if (err instanceof FsmRefusal && err.code === "NODE_REMOVED")
+        return { id: nodeId, alreadyRemoved: true };
+      throw err;
+    }
     this.log.info({ nodeId, force }, "node removed");
     return { id: nodeId, alreadyRemoved: false };
   }

@@ -232,11 +232,12 @@ export class LivenessTracker {
   }
 
   /**
-   * Nodes silent too long: recorded down and no longer tracked. A node adopted on behalf of
-   * another manager is asked about once more (`stillOrphaned`): if that manager is watched
-   * again by now (heard from, recorded up), the node is only let go, not recorded down.
+   * Nodes silent too long: recorded down and no longer tracked. Each is asked about once more
+   * (`stillDue`): a node adopted on behalf of a manager that is watched again by now, or one
+   * whose session here ended and that the state shows ready on another manager, is only let
+   * go (a down report naming a manager that no longer holds its session changes nothing).
    */
-  sweep(stillOrphaned: (nodeId: string, managerId: string) => boolean = () => true): string[] {
+  sweep(stillDue: (nodeId: string, managerId: string) => boolean = () => true): string[] {
     const now = this.options.now();
     const silent: [string, Tracked][] = [];
     for (const entry of this.entries) {
@@ -245,7 +246,7 @@ export class LivenessTracker {
     }
     const down: string[] = [];
     for (const [nodeId, tracked] of silent) {
-      if (tracked.managerId !== this.options.selfId && !stillOrphaned(nodeId, tracked.managerId)) {
+      if (!stillDue(nodeId, tracked.managerId)) {
         this.entries.delete(nodeId);
         continue;
       }

@@ -462,7 +462,16 @@ export class Dispatcher {
     this.retellRenewals();
     if (this.now() - this.lastOrphanScanMs >= this.silentAfterMs) this.adoptOrphans();
     this.closeExpired();
-    for (const nodeId of this.liveness.sweep(this.orphanTest())) {
+    const orphaned = this.orphanTest();
+    const self = this.options.selfNodeId;
+    const stillDue = (nodeId: string, holder: string): boolean => {
+      if (holder !== self) return orphaned(nodeId, holder);
+      if (this.sessions.has(nodeId)) return true; // silent on an open session here
+      const node = this.options.state.node(nodeId);
+      const elsewhere = node?.session?.managerId;
+      return !(node?.status === NodeStatus.NODE_STATUS_READY && elsewhere && elsewhere !== self);
+    };
+    for (const nodeId of this.liveness.sweep(stillDue)) {
       const session = this.sessions.get(nodeId);
       this.logger.warn(
         { nodeId, open: session !== undefined },

@@ -12,7 +12,7 @@
 // Regenerated on start and after each applied batch that can change them (a removal, a
 // prune, a snapshot install, a new root); never on a timer, as the lists' nextUpdate is
 // their root's own expiry (src/ca/revocation-list.ts).
-import { type RevokedSerial, RootCA, type TlsCredentialHolder } from "../ca/index.js";
+import { type RevokedSerial, RootCA, rootKeyIdsOf, type TlsCredentialHolder } from "../ca/index.js";
 import type { ChangeEvent, ClusterState } from "../fsm/index.js";
 import type { Cluster, RemovedNode, RootCA as StoredRoot } from "../gen/fsm/v1/state.js";
 import type { Logger } from "../log/logger.js";
@@ -33,11 +33,21 @@ export function keepRevocationListsCurrent(
     try {
       const cluster = state.cluster();
       if (!cluster?.root) return; // no cluster yet: nothing to revoke, and no key to sign with
+      const stored = storedRoots(cluster);
+      // A manager replaying the log from before a root rotation (it joined later, or restarts)
+      // holds a trust bundle newer than the state it has applied so far: lists signed with
+      // those old roots would be refused. They come once the state reaches a root it trusts.
+      const trusted = new Set(rootKeyIdsOf(credentials.currentTrustBundlePem));
+      if (!stored.some((root) => trusted.has(root.keyId))) {
+        log.debug(
+          { roots: stored.map((r) => r.keyId) },
+          "state behind this node's trust: revocation lists wait",
+        );
+        return;
+      }
       const at = now();
       const revoked = revokedSerials(state.removedNodes(), at);
-      const lists = storedRoots(cluster).map((stored) =>
-        rootFor(roots, cluster.id, stored).createRevocationList(revoked, at),
-      );
+      const lists = stored.map((root) => rootFor(roots, cluster.id, root).createRevocationList(revoked, at));
       credentials.replaceRevocationList(lists.join(""));
     } catch (err) {
       log.error(

@@ -165,6 +165,18 @@ describe("control API: promote, demote, rm on a three-manager Raft cluster", fun
     expect(message).to.contain("join a new node");
   });
 
+  it("concurrent rm of one node through both managers all succeed; exactly one removed it", async () => {
+    await cluster.join("w-race", { status: NodeStatus.NODE_STATUS_DOWN });
+    await cluster.converged();
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        on(i % 2 === 0 ? "leader" : "follower").removeNode("w-race", false),
+      ),
+    );
+    expect(answers.filter((a) => !a.alreadyRemoved)).to.have.length(1);
+    for (const a of answers) expect(a.id).to.equal("w-race");
+  });
+
   it("rm --force of an up worker from a follower removes it", async () => {
     expect(await on("follower").removeNode("w-up", true)).to.deep.equal({
       id: "w-up",

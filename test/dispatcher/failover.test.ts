@@ -150,6 +150,24 @@ describe("dispatcher: sessions across three managers", function () {
     expect(watched.get(onFollower)!.disconnects.map((d) => d.reason)).to.deep.equal(["NODE_REMOVED"]);
   });
 
+  it("a manager whose session ended does not report the node down once it is ready on another", async () => {
+    cluster = await TestCluster.start(3, ["w1"]);
+    const [a, b] = cluster.managers as [TestManager, TestManager];
+    const only = (m: TestManager) =>
+      cluster.managerList().map((x) => ({ ...x, weight: x.nodeId === m.nodeId ? 100 : 0 }));
+    const first = await cluster.connect("w1", only(a), () => 0.5);
+    await cluster.converged("w1 ready on a", (s) => s.node("w1")?.session?.managerId === a.nodeId);
+    first.stop();
+    await cluster.connect("w1", only(b), () => 0.5);
+    await cluster.converged("w1 ready on b", (s) => s.node("w1")?.session?.managerId === b.nodeId);
+    const recorded = a.dispatcher.recorded.transitions;
+    const heartbeats = b.dispatcher.heartbeatsReceived;
+    // 6 heartbeat periods: twice the down period since w1 left a.
+    await waitFor("6 heartbeats of w1 on b", () => b.dispatcher.heartbeatsReceived >= heartbeats + 6, 5_000);
+    expect(a.dispatcher.recorded.transitions, "transitions a recorded after w1 moved").to.equal(recorded);
+    expect(a.state.node("w1")?.status).to.equal(NodeStatus.NODE_STATUS_READY);
+  });
+
   it("a node the leader adopted is let go, not recorded down, once its manager is heard again", async () => {
     // Raft misses the holder for one orphan scan (a pause), then hears it again.
     const asked: boolean[] = [];

@@ -184,29 +184,54 @@ describe("node: revocation lists follow the removed nodes", () => {
     expect(pushes, "stopped").to.equal(2);
   });
 
-  it("a list the holder refuses is logged and keeps the previous one; apply is unaffected", () => {
-    // This holder trusts another root: lists signed by the cluster's root are nobody's it knows.
-    const stranger = RootCA.create({ clusterId: CLUSTER });
-    const strangerManager = issue(stranger, "m1", "manager");
-    const foreignHolder = new TlsCredentialHolder({
-      identity: {
-        privateKeyPem: strangerManager.privateKeyPem,
-        certificateChainPem: strangerManager.chainPem,
-      },
-      trustBundlePem: stranger.certificatePem,
+  /** A logger whose component child records the fields of its error and debug lines. */
+  function spyLogger(errors: unknown[], debugs: unknown[]) {
+    const logger = silentLogger();
+    return Object.assign(Object.create(logger), {
+      child: () =>
+        Object.assign(Object.create(logger), {
+          error: (fields: unknown) => errors.push(fields),
+          debug: (fields: unknown) => debugs.push(fields),
+        }),
+    });
+  }
+
+  it("a state whose roots this node does not trust (replaying from before a rotation) loads nothing and logs no error", () => {
+    // This holder trusts a newer root than the state has reached.
+    const newer = RootCA.create({ clusterId: CLUSTER });
+    const newerManager = issue(newer, "m1", "manager");
+    const aheadHolder = new TlsCredentialHolder({
+      identity: { privateKeyPem: newerManager.privateKeyPem, certificateChainPem: newerManager.chainPem },
+      trustBundlePem: newer.certificatePem,
       logger: silentLogger(),
     });
     const errors: unknown[] = [];
-    const logger = silentLogger();
-    const spy = Object.assign(Object.create(logger), {
-      child: () => Object.assign(Object.create(logger), { error: (fields: unknown) => errors.push(fields) }),
-    });
-    const stop = keepRevocationListsCurrent(state, foreignHolder, spy);
+    const debugs: unknown[] = [];
+    const stop = keepRevocationListsCurrent(state, aheadHolder, spyLogger(errors, debugs));
     try {
       apply(createCluster(root, manager));
+      expect(errors).to.deep.equal([]);
+      expect(debugs).to.have.length(1);
+      expect(aheadHolder.serverContextOptions().crl).to.equal(undefined);
+    } finally {
+      stop();
+    }
+  });
+
+  it("a list that cannot be made is logged and keeps the previous one; apply is unaffected", () => {
+    const errors: unknown[] = [];
+    const stop = keepRevocationListsCurrent(state, holder, spyLogger(errors, []));
+    try {
+      // The stored root's key is another root's: nothing can be signed with it.
+      const command = createCluster(root, manager);
+      const other = RootCA.create({ clusterId: CLUSTER });
+      if (command.command?.$case === "createCluster" && command.command.value.cluster?.root)
+        command.command.value.cluster.root.keyPem = enc.encode(other.privateKeyPem());
+      apply(command);
       expect(errors).to.have.length(1);
-      expect(errors[0]).to.have.property("code", "CREDENTIALS_REJECTED");
-      expect(foreignHolder.serverContextOptions().crl).to.equal(undefined);
+      expect(errors[0]).to.have.property("code", "CERT_INVALID");
+      expect(holder.serverContextOptions().crl).to.equal(undefined);
+      expect(state.cluster()?.id).to.equal(CLUSTER);
     } finally {
       stop();
     }
