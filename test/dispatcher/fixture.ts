@@ -293,7 +293,10 @@ export class TestCluster {
       expectedServerRole: "manager",
       expectedServerNodeId: manager.nodeId,
     });
-    return new DispatcherServiceClient(manager.address, credentials);
+    // Named as the product's clients name a manager (its certificate's role SAN), not by IP.
+    return new DispatcherServiceClient(manager.address, credentials, {
+      "grpc.ssl_target_name_override": "manager",
+    });
   }
 
   /** A state as every live manager sees it. */
