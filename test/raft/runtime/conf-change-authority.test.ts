@@ -52,6 +52,9 @@ describe("raft: membership changes are proposed on the leader only", function ()
     const transport = new LoopbackTransport(1, new Map());
     node.start(transport);
     await until("lead", () => node?.leaderId() === 1);
+    // Its term's first entry applied: until then a new leader takes no membership change
+    // (CONF_CHANGE_PENDING; a busy machine made this race show).
+    await node.propose(put("leading"));
     await node.addLearner(2, { nodeId: "member-2", address: "a2" });
     const cc = ConfChange.encode({
       type: ConfChangeType.CONF_CHANGE_TYPE_ADD_LEARNER,
