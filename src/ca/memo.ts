@@ -5,12 +5,19 @@
 // Only for results that are never mutated; a throw caches nothing (bad input is refused
 // again, every time).
 
-export function memoizeBy<A, T>(keyOf: (input: A) => string, fn: (input: A) => T, maxEntries = 8) {
+/** `keep` decides which results are kept (default: all); the others are computed every time. */
+export function memoizeBy<A, T>(
+  keyOf: (input: A) => string,
+  fn: (input: A) => T,
+  maxEntries = 8,
+  keep: (value: T) => boolean = () => true,
+) {
   const cache = new Map<string, T>();
   return (input: A): T => {
     const key = keyOf(input);
     if (cache.has(key)) return cache.get(key) as T;
     const value = fn(input);
+    if (!keep(value)) return value;
     if (cache.size >= maxEntries) {
       const oldest = cache.keys().next().value;
       if (oldest !== undefined) cache.delete(oldest);

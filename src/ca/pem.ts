@@ -2,9 +2,26 @@
 // (pushed bundles, peer chains) cannot make us parse megabytes.
 import { X509Certificate } from "node:crypto";
 import { CertInvalidError } from "./errors.js";
+import { memoizeBy } from "./memo.js";
 import { MAX_CERT_BYTES, MAX_CHAIN_CERTS } from "./profile.js";
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g;
+
+// CA certificates by their PEM body: the roots and the cross-signed intermediate arrive
+// with every chain and bundle, parsing each costs about as much as the rest of a chain
+// check, and an X509Certificate is immutable. Leaves (one per renewal) are not kept.
+const parsedCertificate = memoizeBy(
+  (block: { body: string; der: Buffer }) => block.body,
+  (block): X509Certificate => {
+    try {
+      return new X509Certificate(block.der);
+    } catch (cause) {
+      throw new CertInvalidError("a PEM block does not hold a parseable X.509 certificate", { cause });
+    }
+  },
+  16,
+  (cert) => cert.ca,
+);
 
 export function certificatesFromPem(pem: string, maxCerts = MAX_CHAIN_CERTS): X509Certificate[] {
   if (pem.length > maxCerts * MAX_CERT_BYTES * 2) {
@@ -16,7 +33,7 @@ export function certificatesFromPem(pem: string, maxCerts = MAX_CHAIN_CERTS): X5
       throw new CertInvalidError(`more than ${maxCerts} certificates in one bundle`);
     const der = Buffer.from(match[1] ?? "", "base64");
     if (der.length > MAX_CERT_BYTES) throw new CertInvalidError(`a certificate of ${der.length} bytes`);
-    certs.push(parsedCertificate(match[1] ?? "", der));
+    certs.push(parsedCertificate({ body: match[1] ?? "", der }));
   }
   if (certs.length === 0) throw new CertInvalidError("no PEM certificate found");
   return certs;
@@ -24,29 +41,4 @@ export function certificatesFromPem(pem: string, maxCerts = MAX_CHAIN_CERTS): X5
 
 export function pemOf(certs: readonly X509Certificate[]): string {
   return certs.map((c) => (c.toString().endsWith("\n") ? c.toString() : `${c.toString()}\n`)).join("");
-}
-
-// CA certificates by their PEM body: the roots and the cross-signed intermediate arrive
-// with every chain and bundle, parsing each costs about as much as the rest of a chain
-// check, and an X509Certificate is immutable. Leaves (one per renewal) are not kept.
-const MAX_KEPT_CA_CERTS = 16;
-const keptCaCerts = new Map<string, X509Certificate>();
-
-function parsedCertificate(body: string, der: Buffer): X509Certificate {
-  const kept = keptCaCerts.get(body);
-  if (kept) return kept;
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(der);
-  } catch (cause) {
-    throw new CertInvalidError("a PEM block does not hold a parseable X.509 certificate", { cause });
-  }
-  if (cert.ca) {
-    if (keptCaCerts.size >= MAX_KEPT_CA_CERTS) {
-      const oldest = keptCaCerts.keys().next().value;
-      if (oldest !== undefined) keptCaCerts.delete(oldest);
-    }
-    keptCaCerts.set(body, cert);
-  }
-  return cert;
 }

@@ -65,12 +65,9 @@ export async function initCommand(flags: InitFlags): Promise<number> {
   const logger = await daemonLogger();
   // Locked before init looks inside, so two of them cannot both write the directory.
   const lock = await node.lockStateDir(stateDir);
-  const { config, storage } = await node
-    .initManager({ stateDir, listen: flags.listen, advertise: flags.advertise, certExpiryMs, logger })
-    .catch(async (err: unknown) => {
-      await lock.release();
-      throw err;
-    });
+  const { config, storage } = await lock.guard(() =>
+    node.initManager({ stateDir, listen: flags.listen, advertise: flags.advertise, certExpiryMs, logger }),
+  );
   let daemon: NodeDaemon;
   try {
     daemon = await node.NodeDaemon.start({
@@ -102,19 +99,16 @@ export async function joinCommand(manager: string, flags: JoinFlags): Promise<nu
   const logger = await daemonLogger();
   // Locked before join looks inside: two joins on one directory cannot both be recorded.
   const lock = await node.lockStateDir(stateDir);
-  const joined = await node
-    .joinNode({
+  const joined = await lock.guard(() =>
+    node.joinNode({
       stateDir,
       token: flags.token,
       manager,
       listen: flags.listen,
       advertise: flags.advertise,
       logger,
-    })
-    .catch(async (err: unknown) => {
-      await lock.release();
-      throw err;
-    });
+    }),
+  );
   const daemon = await node.NodeDaemon.start({
     stateDir,
     config: joined.config,

@@ -25,8 +25,9 @@ A leader being demoted hands over leadership first; the node leaves Raft and ren
 worker: follow it with nodectl ls. Demoting a worker succeeds and changes nothing.`;
 const RM_HELP_AFTER = `
 Refused (exit 1, nothing changed) for a manager (demote it first; a dead manager too: once
-it is out of Raft it can be removed) and, without --force, for a node that is up. A removed node's session is closed and managers refuse its certificate;
-it cannot come back (join a new node instead). Removing a removed node succeeds.`;
+it is out of Raft it can be removed) and, without --force, for a node that is up. A removed
+node's session is closed and managers refuse its certificate; it cannot come back (join a
+new node instead). Removing a removed node succeeds.`;
 
 function program(setStatus: (status: number) => void): Command {
   const root = new Command()

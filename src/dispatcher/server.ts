@@ -51,8 +51,10 @@ export interface DispatcherOptions {
   log: CommandLog;
   /** Reads the caller's verified certificate (its interceptor has authorized the call already). */
   authorizer: Pick<NodeAuthorizer, "peerIdentity">;
-  /** Whether this member leads: the leader alone adopts the orphans of managers that are down. */
-  /** Who leads (orphan adoption is the leader's), and its changes (a batch of transitions in flight is sent again). */
+  /**
+   * Whether this member leads (the leader alone adopts the orphans of managers that are down),
+   * and its changes (a batch of transitions in flight is then sent again).
+   */
   leadership?: Pick<LeadershipEvents, "leadership"> & Partial<Pick<LeadershipEvents, "onLeadershipChange">>;
   logger: Logger;
   heartbeatPeriodMs?: number;

@@ -61,14 +61,15 @@ export class MembershipReconciler {
     // A learner whose node is gone: added by a pass that raced its demotion and removal
     // (rm takes a demoted manager once its membership is recorded out of Raft). Voters are
     // never removed this way: a voter's node cannot be removed.
-    const bound = new Set(this.state.nodes().map((n) => n.raftId));
+    const nodes = this.state.nodes();
+    const bound = new Set(nodes.map((n) => n.raftId));
     for (const learner of learners) {
       if (bound.has(learner)) continue;
       this.logger.info({ raftId: learner }, "removing a Raft learner whose node was removed");
       await this.raft.remove(learner);
       return;
     }
-    for (const node of this.state.nodes()) {
+    for (const node of nodes) {
       if (this.loop.isStopped) return;
       const inConfig = voters.has(node.raftId) || learners.has(node.raftId);
       if (wantsRaft(node) && !inConfig) {

@@ -20,14 +20,12 @@ export async function openNode(options: OpenNodeOptions): Promise<NodeDaemon> {
   const logger = options.logger.child({ self: config.nodeId });
   // The directory's lock first: a second process on it is refused before it opens anything.
   const lock = await lockStateDir(options.stateDir);
-  let storage: DiskStorage | undefined;
-  try {
-    if (config.role === "manager")
-      storage = await DiskStorage.open(stateDirPaths(options.stateDir).raft, config.raftId, { logger });
-  } catch (err) {
-    await lock.release();
-    throw err;
-  }
+  const storage =
+    config.role === "manager"
+      ? await lock.guard(() =>
+          DiskStorage.open(stateDirPaths(options.stateDir).raft, config.raftId, { logger }),
+        )
+      : undefined;
   return NodeDaemon.start({
     stateDir: options.stateDir,
     config,

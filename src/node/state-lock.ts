@@ -13,9 +13,25 @@ import { NodeError } from "./errors.js";
 
 export interface StateDirLock {
   release(): Promise<void>;
+  /** Runs the steps before the daemon takes the lock over; if they fail, the lock is released. */
+  guard<T>(steps: () => Promise<T>): Promise<T>;
 }
 
-const UNLOCKED: StateDirLock = { release: async () => {} };
+function stateDirLock(release: () => Promise<void>): StateDirLock {
+  return {
+    release,
+    guard: async (steps) => {
+      try {
+        return await steps();
+      } catch (err) {
+        await release();
+        throw err;
+      }
+    },
+  };
+}
+
+const UNLOCKED = stateDirLock(async () => {});
 
 /**
  * Takes the state dir's lock, or refuses with STATE_DIR_LOCKED. The directory need not exist
@@ -41,9 +57,7 @@ export async function lockStateDir(dir: string): Promise<StateDirLock> {
     server.listen(`\0nodectl-state-dir-${digest}`, () => resolve());
   });
   server.unref();
-  return {
-    release: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return stateDirLock(() => new Promise<void>((resolve) => server.close(() => resolve())));
 }
 
 /** The directory's path with symbolic links resolved, as far as it exists. */
