@@ -2,7 +2,7 @@
 // loopback mutual TLS): a dead manager moves only its own nodes, to the others, after a
 // backoff; a leader change moves nobody.
 import { expect } from "chai";
-import type { SessionClient, WeightedManager } from "../../src/dispatcher/index.js";
+import type { SessionClient } from "../../src/dispatcher/index.js";
 import { NodeStatus } from "../../src/gen/fsm/v1/state.js";
 import { TestCluster, type TestManager, waitFor } from "./fixture.js";
 
@@ -19,10 +19,7 @@ async function connectAll(cluster: TestCluster): Promise<Map<string, Watched>> {
   const watched = new Map<string, Watched>();
   for (const [i, w] of WORKERS.entries()) {
     const home = cluster.managers[i % 3]!.nodeId;
-    const list: WeightedManager[] = cluster
-      .managerList()
-      .map((m) => ({ ...m, weight: m.nodeId === home ? 100 : 0 }));
-    const client = await cluster.connect(w, list, () => 0.5);
+    const client = await cluster.connect(w, cluster.listFavouring(home), () => 0.5);
     const entry: Watched = { client, disconnects: [], connects: [] };
     client.on("disconnected", (_m, reason) => entry.disconnects.push({ at: Date.now(), reason }));
     client.on("connected", (managerId) => entry.connects.push({ at: Date.now(), managerId }));
@@ -55,14 +52,8 @@ describe("dispatcher: sessions across three managers", function () {
     // The victim's own session is on a survivor (any node holds one), and w7, which dies
     // with it (same host), is on the victim: nobody is left to report w7 but the leader.
     const survivor = cluster.managers.find((m) => m !== victim)!;
-    const toSurvivor = cluster
-      .managerList()
-      .map((m) => ({ ...m, weight: m.nodeId === survivor.nodeId ? 100 : 0 }));
-    await cluster.connect(victim.nodeId, toSurvivor);
-    const toVictim = cluster
-      .managerList()
-      .map((m) => ({ ...m, weight: m.nodeId === victim.nodeId ? 100 : 0 }));
-    const w7 = await cluster.connect("w7", toVictim);
+    await cluster.connect(victim.nodeId, cluster.listFavouring(survivor.nodeId));
+    const w7 = await cluster.connect("w7", cluster.listFavouring(victim.nodeId));
     await cluster.converged("the victim and w7 ready", (s) =>
       [victim.nodeId, "w7"].every((id) => s.node(id)?.status === NodeStatus.NODE_STATUS_READY),
     );
@@ -153,17 +144,14 @@ describe("dispatcher: sessions across three managers", function () {
   it("a manager whose session ended does not report the node down once it is ready on another", async () => {
     cluster = await TestCluster.start(3, ["w1"]);
     const [a, b] = cluster.managers as [TestManager, TestManager];
-    const only = (m: TestManager) =>
-      cluster.managerList().map((x) => ({ ...x, weight: x.nodeId === m.nodeId ? 100 : 0 }));
-    const first = await cluster.connect("w1", only(a), () => 0.5);
+    const first = await cluster.connect("w1", cluster.listFavouring(a.nodeId), () => 0.5);
     await cluster.converged("w1 ready on a", (s) => s.node("w1")?.session?.managerId === a.nodeId);
     first.stop();
-    await cluster.connect("w1", only(b), () => 0.5);
+    await cluster.connect("w1", cluster.listFavouring(b.nodeId), () => 0.5);
     await cluster.converged("w1 ready on b", (s) => s.node("w1")?.session?.managerId === b.nodeId);
     const recorded = a.dispatcher.recorded.transitions;
-    const heartbeats = b.dispatcher.heartbeatsReceived;
     // 6 heartbeat periods: twice the down period since w1 left a.
-    await waitFor("6 heartbeats of w1 on b", () => b.dispatcher.heartbeatsReceived >= heartbeats + 6, 5_000);
+    await cluster.moreHeartbeats(b, 6);
     expect(a.dispatcher.recorded.transitions, "transitions a recorded after w1 moved").to.equal(recorded);
     expect(a.state.node("w1")?.status).to.equal(NodeStatus.NODE_STATUS_READY);
   });
@@ -184,12 +172,7 @@ describe("dispatcher: sessions across three managers", function () {
       () => asked.length >= 2,
       5_000,
     );
-    const heartbeats = holder.dispatcher.heartbeatsReceived;
-    await waitFor(
-      "6 more heartbeats of w1 on its manager",
-      () => holder.dispatcher.heartbeatsReceived >= heartbeats + 6,
-      5_000,
-    );
+    await cluster.moreHeartbeats(holder, 6);
     expectUntouched(leader, holder, recorded);
   });
 
@@ -198,13 +181,8 @@ describe("dispatcher: sessions across three managers", function () {
     // The holder's own session status says down (its session host missed it on a loaded machine).
     const { leader, holder } = await holderRecordedDown(cluster);
     const recorded = leader.dispatcher.recorded.transitions;
-    const heartbeats = holder.dispatcher.heartbeatsReceived;
     // 12 heartbeat periods: 4 down periods, each with an orphan scan on the leader.
-    await waitFor(
-      "12 heartbeats of w1 on its manager",
-      () => holder.dispatcher.heartbeatsReceived >= heartbeats + 12,
-      5_000,
-    );
+    await cluster.moreHeartbeats(holder, 12);
     expectUntouched(leader, holder, recorded);
   });
 });
@@ -215,7 +193,7 @@ async function holderRecordedDown(
 ): Promise<{ leader: TestManager; holder: TestManager }> {
   const leader = cluster.leader() as TestManager;
   const holder = cluster.managers.find((m) => m !== leader)!;
-  const onHolder = cluster.managerList().map((m) => ({ ...m, weight: m.nodeId === holder.nodeId ? 100 : 0 }));
+  const onHolder = cluster.listFavouring(holder.nodeId);
   await cluster.connect("w1", onHolder, () => 0.5);
   await cluster.converged(
     "w1 ready on its manager",

@@ -256,6 +256,21 @@ export class TestCluster {
     return this.managers.map((m) => ({ nodeId: m.nodeId, address: m.address, weight: 100 }));
   }
 
+  /** A persisted list that weighs only `nodeId`: a session on it. */
+  listFavouring(nodeId: string): WeightedManager[] {
+    return this.managerList().map((m) => ({ ...m, weight: m.nodeId === nodeId ? 100 : 0 }));
+  }
+
+  /** Waits until `m` took `count` more heartbeats than it has so far (steady time, counted in periods). */
+  async moreHeartbeats(m: TestManager, count: number, timeoutMs = 5_000): Promise<void> {
+    const start = m.dispatcher.heartbeatsReceived;
+    await waitFor(
+      `${count} more heartbeats on ${m.nodeId}`,
+      () => m.dispatcher.heartbeatsReceived >= start + count,
+      timeoutMs,
+    );
+  }
+
   /** Starts a SessionClient for a node (a worker, or a manager's own session), from the given persisted list (default: every manager). */
   async connect(
     workerId: string,

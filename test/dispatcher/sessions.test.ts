@@ -70,12 +70,7 @@ describe("dispatcher: sessions on one manager", function () {
     // Let the ready batch and the status settle, then count.
     await new Promise((r) => setTimeout(r, 3 * PERIOD_MS));
     const before = m1.raft.status();
-    const heartbeatsBefore = m1.dispatcher.heartbeatsReceived;
-    await waitFor(
-      "30 more heartbeats",
-      () => m1.dispatcher.heartbeatsReceived >= heartbeatsBefore + 30,
-      10_000,
-    );
+    await cluster.moreHeartbeats(m1, 30, 10_000);
     const after = m1.raft.status();
     expect(after.lastIndex, "log entries").to.equal(before.lastIndex);
     expect(after.applied, "applied index").to.equal(before.applied);
@@ -136,12 +131,7 @@ describe("dispatcher: sessions on one manager", function () {
       await cluster.connect("w1", [onM2]);
       await cluster.converged("w1 recorded on m2", (s) => s.node("w1")?.session?.managerId === "m2");
       const transitions = m1.dispatcher.recorded.transitions;
-      const heartbeats = m1.dispatcher.heartbeatsReceived;
-      await waitFor(
-        "5 more heartbeats of w1 on m1",
-        () => m1.dispatcher.heartbeatsReceived >= heartbeats + 5,
-        5_000,
-      );
+      await cluster.moreHeartbeats(m1, 5);
       expect(m1.dispatcher.recorded.transitions, "transitions m1 recorded").to.equal(transitions);
       expect(m1.state.node("w1")?.session?.managerId).to.equal("m2");
       expect(m2.dispatcher.openSessions).to.equal(1);
